@@ -1,0 +1,103 @@
+//! Host names as Ingresses use them: normalisation, syntax, wildcard coverage.
+
+/// Why a host or Secret name is unusable, phrased to follow the field name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Contains non-ASCII letters; carries the IDNA (punycode) form if there is one.
+    NotAscii(Option<String>),
+    /// Not a DNS-1123 name.
+    Syntax,
+}
+
+/// Lower-cases and strips one trailing dot: DNS names compare without case,
+/// and `example.com.` is the same name as `example.com`.
+pub fn normalize(host: &str) -> String {
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+}
+
+/// Checks an Ingress host (rules or TLS): a DNS name, optionally starting
+/// with `*.`, in ASCII.
+pub fn check_host(host: &str) -> Result<(), NameProblem> {
+    if !host.is_ascii() {
+        return Err(NameProblem::NotAscii(
+            idna::domain_to_ascii(host).ok().filter(|a| a != host),
+        ));
+    }
+    let name = normalize(host);
+    let body = name.strip_prefix("*.").unwrap_or(&name);
+    if is_dns1123_subdomain(body) {
+        Ok(())
+    } else {
+        Err(NameProblem::Syntax)
+    }
+}
+
+/// Kubernetes' DNS-1123 subdomain: what Secret names must be. Like the API
+/// server's check, labels are not limited to 63 characters; the whole is.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
+}
+
+/// The wildcard that would cover `host` (`a.example.com` -> `*.example.com`).
+/// A wildcard covers exactly one label, so `example.com` (one dot) yields
+/// `*.com`, which no sane TLS entry lists, and a wildcard host yields none.
+pub fn covering_wildcard(host: &str) -> Option<String> {
+    if host.starts_with("*.") {
+        return None;
+    }
+    let (_, rest) = host.split_once('.')?;
+    Some(format!("*.{rest}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_covers_exactly_one_label() {
+        assert_eq!(
+            covering_wildcard("a.example.com").as_deref(),
+            Some("*.example.com")
+        );
+        assert_eq!(
+            covering_wildcard("a.b.example.com").as_deref(),
+            Some("*.b.example.com")
+        );
+        assert_eq!(covering_wildcard("*.example.com"), None);
+        assert_eq!(covering_wildcard("localhost"), None);
+    }
+
+    #[test]
+    fn syntax() {
+        assert!(check_host("a.example.com").is_ok());
+        assert!(check_host("*.example.com").is_ok());
+        assert!(check_host("A.Example.COM.").is_ok());
+        assert!(check_host("xn--bcher-kva.example").is_ok());
+        assert_eq!(check_host("a..example.com"), Err(NameProblem::Syntax));
+        assert_eq!(check_host("-a.example.com"), Err(NameProblem::Syntax));
+        assert_eq!(check_host("a.*.example.com"), Err(NameProblem::Syntax));
+        assert_eq!(
+            check_host("bücher.example"),
+            Err(NameProblem::NotAscii(Some("xn--bcher-kva.example".into())))
+        );
+    }
+
+    #[test]
+    fn secret_names() {
+        assert!(is_dns1123_subdomain("shop-tls"));
+        assert!(is_dns1123_subdomain("shop.tls.v2"));
+        assert!(!is_dns1123_subdomain("Shop-tls"));
+        assert!(!is_dns1123_subdomain("shop_tls"));
+        assert!(!is_dns1123_subdomain(""));
+        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+    }
+}

@@ -1,0 +1,147 @@
+//! Kubernetes label selectors, compiled once and matched many times.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// One compiled requirement of a selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Requirement {
+    Equals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+/// A validated label selector. An empty selector matches everything, as in
+/// Kubernetes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selector {
+    requirements: Vec<Requirement>,
+}
+
+impl Selector {
+    /// Validates the operators once, so matching cannot fail later.
+    pub fn compile(sel: &LabelSelector) -> Result<Self, String> {
+        let mut requirements = Vec::new();
+        for (k, v) in sel.match_labels.iter().flatten() {
+            requirements.push(Requirement::Equals(k.clone(), v.clone()));
+        }
+        for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
+            let values = e.values.clone().unwrap_or_default();
+            let needs_values = |op: &str| {
+                if values.is_empty() {
+                    Err(format!(
+                        "matchExpressions[{i}]: operator {op} needs at least one value"
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            let r = match e.operator.as_str() {
+                "In" => {
+                    needs_values("In")?;
+                    Requirement::In(e.key.clone(), values)
+                }
+                "NotIn" => {
+                    needs_values("NotIn")?;
+                    Requirement::NotIn(e.key.clone(), values)
+                }
+                "Exists" => Requirement::Exists(e.key.clone()),
+                "DoesNotExist" => Requirement::DoesNotExist(e.key.clone()),
+                other => {
+                    return Err(format!(
+                        "matchExpressions[{i}].operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
+                    ));
+                }
+            };
+            requirements.push(r);
+        }
+        Ok(Self { requirements })
+    }
+
+    /// Whether `labels` satisfy every requirement.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.requirements.iter().all(|r| match r {
+            Requirement::Equals(k, v) => labels.get(k) == Some(v),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::DoesNotExist(k) => !labels.contains_key(k),
+        })
+    }
+
+    /// One `key=value` every matching object must carry, if the selector has
+    /// one. Lets an index look up candidates instead of scanning them all.
+    pub fn index_key(&self) -> Option<(&str, &str)> {
+        self.requirements.iter().find_map(|r| match r {
+            Requirement::Equals(k, v) => Some((k.as_str(), v.as_str())),
+            Requirement::In(k, vs) if vs.len() == 1 => Some((k.as_str(), vs[0].as_str())),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn operators_follow_kubernetes_semantics() {
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("app", "shop")])),
+            match_expressions: Some(vec![
+                expr("tier", "In", &["web", "api"]),
+                expr("env", "NotIn", &["dev"]),
+                expr("team", "Exists", &[]),
+                expr("legacy", "DoesNotExist", &[]),
+            ]),
+        };
+        let s = Selector::compile(&sel).unwrap();
+        let base = [("app", "shop"), ("tier", "web"), ("team", "a")];
+        assert!(s.matches(&labels(&base)));
+        let mut with_env = base.to_vec();
+        with_env.push(("env", "dev"));
+        assert!(!s.matches(&labels(&with_env)));
+        let mut with_legacy = base.to_vec();
+        with_legacy.push(("legacy", "1"));
+        assert!(!s.matches(&labels(&with_legacy)));
+        assert!(!s.matches(&labels(&[("app", "shop"), ("tier", "db"), ("team", "a")])));
+        assert!(!s.matches(&labels(&[("app", "shop"), ("tier", "web")])));
+        assert_eq!(s.index_key(), Some(("app", "shop")));
+    }
+
+    #[test]
+    fn empty_selector_matches_everything() {
+        let s = Selector::compile(&LabelSelector::default()).unwrap();
+        assert!(s.matches(&BTreeMap::new()));
+        assert_eq!(s.index_key(), None);
+    }
+
+    #[test]
+    fn in_without_values_is_refused() {
+        let sel = LabelSelector {
+            match_expressions: Some(vec![expr("a", "In", &[])]),
+            ..Default::default()
+        };
+        let err = Selector::compile(&sel).unwrap_err();
+        assert!(err.contains("matchExpressions[0]"), "{err}");
+    }
+}
