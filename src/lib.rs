@@ -1,8 +1,14 @@
 //! tlsward: keeps Kubernetes ingress traffic on TLS and enforces mutual TLS
 //! at the edge. The pure policy cores live in `admission`, `policy`,
-//! `labels` and `clientauth`; I/O lives in `check`, `webhook` and `tls`.
+//! `labels` and `clientauth`; I/O lives in `manifests`, `check`, `webhook`
+//! and `tls`.
 
 pub mod admission;
+pub mod check;
 pub mod clientauth;
 pub mod labels;
+pub mod manifests;
 pub mod policy;
+pub mod telemetry;
+pub mod tls;
+pub mod webhook;

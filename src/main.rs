@@ -1,1 +1,83 @@
-fn main() {}
+//! Command line only: every command is a function of the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tlsward::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "tlsward",
+    version,
+    about = "Keeps Kubernetes ingress traffic on TLS and enforces mutual TLS at the edge"
+)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or filter (RUST_LOG wins when set).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate the admission policy over manifest files, offline.
+    /// Exit 0: all Ingresses pass; 1: some violate the policy; 2: unreadable input.
+    Check {
+        /// Files, directories (recursive) or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        paths: Vec<PathBuf>,
+        /// Policy file; the secure defaults without it.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Serve the validating and mutating admission webhook over HTTPS.
+    Webhook(tlsward::webhook::WebhookArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            paths,
+            policy,
+            output,
+        } => {
+            let text = match output {
+                Output::Text => tlsward::check::OutputFormat::Text,
+                Output::Json => tlsward::check::OutputFormat::Json,
+            };
+            ExitCode::from(tlsward::check::run(&paths, policy.as_deref(), text))
+        }
+        Command::Webhook(args) => {
+            telemetry::init_logging(cli.log_format, &cli.log_level);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: starting the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(tlsward::webhook::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "webhook failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

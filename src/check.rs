@@ -1,0 +1,256 @@
+//! `tlsward check`: the admission policy over manifest files, exactly as the
+//! API server would apply it (mutate, then validate the mutated object).
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::networking::v1::Ingress;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::admission::{self, Context, Mutation, Review, Verdict};
+use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
+use crate::labels::Selector;
+use crate::manifests::{Document, ManifestError};
+use crate::policy::IngressTlsPolicy;
+
+/// The namespace `kubectl apply` uses for objects that name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The result for one Ingress.
+#[derive(Debug, Serialize)]
+pub struct IngressResult {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The file it came from.
+    pub source: String,
+    /// Its document number in that file.
+    pub document: usize,
+    /// Whether the policy has nothing to say against it.
+    pub pass: bool,
+    /// The verdict on the object after mutation.
+    pub verdict: Verdict,
+    /// The RFC 6902 patch the mutating webhook would apply.
+    pub patch: json_patch::Patch,
+    /// Warnings from mutation.
+    pub mutation_warnings: Vec<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// One entry per Ingress, in input order.
+    pub results: Vec<IngressResult>,
+    /// Documents that were not Ingresses.
+    pub skipped: usize,
+}
+
+impl Report {
+    /// 0 when every Ingress passes, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if self.results.iter().all(|r| r.pass) {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// `PASS ns/name` / `FAIL ns/name: reasons` lines, warnings indented, and
+    /// a summary.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for r in &self.results {
+            let id = format!("{}/{}", r.namespace, r.name);
+            if r.pass {
+                out.push_str(&format!("PASS {id}"));
+                if let Some(why) = &r.verdict.exempt {
+                    out.push_str(&format!(" (exempt: {why})"));
+                }
+            } else {
+                out.push_str(&format!("FAIL {id}: {}", r.verdict.message()));
+            }
+            out.push('\n');
+            let shown_as_failure =
+                |w: &String| r.verdict.violations.iter().any(|v| &v.to_string() == w);
+            for w in r
+                .mutation_warnings
+                .iter()
+                .chain(r.verdict.warnings.iter().filter(|w| !shown_as_failure(w)))
+            {
+                out.push_str(&format!("  warning: {w}\n"));
+            }
+        }
+        let failed = self.results.iter().filter(|r| !r.pass).count();
+        out.push_str(&format!(
+            "{} Ingresses: {} passed, {} failed; {} other documents skipped\n",
+            self.results.len(),
+            self.results.len() - failed,
+            failed,
+            self.skipped
+        ));
+        out
+    }
+}
+
+fn is_kind(doc: &Document, group: &str, kind: &str) -> bool {
+    let (api_version, k) = doc.type_meta();
+    k == kind
+        && api_version
+            .split_once('/')
+            .map_or(group.is_empty(), |(g, _)| g == group)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(doc: &Document, what: &str) -> Result<T, ManifestError> {
+    serde_json::from_value(doc.value.clone()).map_err(|e| ManifestError::Parse {
+        path: doc.source.clone(),
+        index: doc.index,
+        message: format!("not a valid {what}: {e}"),
+    })
+}
+
+/// Evaluates every Ingress in `docs` against `policy`. ClientAuthPolicies and
+/// Namespaces in `docs` are what the policy knows of the cluster.
+pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, ManifestError> {
+    let mut policies: Vec<ClientAuthPolicy> = Vec::new();
+    let mut namespace_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let mut ingresses: Vec<(&Document, Ingress)> = Vec::new();
+    let mut skipped = 0;
+    for doc in docs {
+        if is_kind(doc, "networking.k8s.io", "Ingress") {
+            ingresses.push((doc, decode(doc, "networking.k8s.io/v1 Ingress")?));
+        } else if is_kind(doc, "tlsward.io", "ClientAuthPolicy") {
+            let mut p: ClientAuthPolicy = decode(doc, "tlsward.io/v1alpha1 ClientAuthPolicy")?;
+            p.metadata
+                .namespace
+                .get_or_insert_with(|| DEFAULT_NAMESPACE.into());
+            policies.push(p);
+            skipped += 1;
+        } else {
+            if is_kind(doc, "", "Namespace")
+                && let Some(name) = doc.value.pointer("/metadata/name").and_then(Value::as_str)
+            {
+                let labels = doc
+                    .value
+                    .pointer("/metadata/labels")
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
+                    .unwrap_or_default();
+                namespace_labels.insert(name.to_string(), labels);
+            }
+            skipped += 1;
+        }
+    }
+    let known = PolicyIndex::new(&policies);
+    let selector = policy
+        .exemptions
+        .namespace_selector
+        .as_ref()
+        .and_then(|s| Selector::compile(s).ok());
+    let mut results = Vec::new();
+    for (doc, ingress) in ingresses {
+        let namespace = ingress
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+        let ctx = Context {
+            policy,
+            namespace_exemption: selector.as_ref(),
+            known: &known,
+            namespace_labels: namespace_labels.get(&namespace),
+        };
+        let (mutation, verdict) =
+            admit(&ingress, &namespace, &ctx).map_err(|message| ManifestError::Parse {
+                path: doc.source.clone(),
+                index: doc.index,
+                message,
+            })?;
+        results.push(IngressResult {
+            name: ingress.metadata.name.clone().unwrap_or_default(),
+            namespace,
+            source: doc.source.clone(),
+            document: doc.index,
+            pass: verdict.exempt.is_some() || verdict.violations.is_empty(),
+            verdict,
+            patch: mutation.patch,
+            mutation_warnings: mutation.warnings,
+        });
+    }
+    Ok(Report { results, skipped })
+}
+
+/// Mutates, applies the patch, and validates the result, as the API server's
+/// admission chain does.
+pub fn admit(
+    ingress: &Ingress,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<(Mutation, Verdict), String> {
+    let review = Review {
+        ingress,
+        old: None,
+        namespace,
+    };
+    let mutation = admission::mutate(&review, ctx);
+    if mutation.patch.0.is_empty() {
+        return Ok((mutation, admission::validate(&review, ctx)));
+    }
+    let mut doc = serde_json::to_value(ingress).map_err(|e| e.to_string())?;
+    json_patch::patch(&mut doc, &mutation.patch)
+        .map_err(|e| format!("internal: mutation patch does not apply: {e}"))?;
+    let mutated: Ingress = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+    let verdict = admission::validate(
+        &Review {
+            ingress: &mutated,
+            old: None,
+            namespace,
+        },
+        ctx,
+    );
+    Ok((mutation, verdict))
+}
+
+/// How `check` prints its report.
+#[derive(Clone, Copy, Debug)]
+pub enum OutputFormat {
+    /// One line per Ingress.
+    Text,
+    /// The whole report as JSON.
+    Json,
+}
+
+/// The `check` command: reads, evaluates, prints, and returns the exit code
+/// (0 pass, 1 violations, 2 unreadable input or policy).
+pub fn run(
+    paths: &[std::path::PathBuf],
+    policy: Option<&std::path::Path>,
+    format: OutputFormat,
+) -> u8 {
+    let policy = match policy.map(IngressTlsPolicy::load).transpose() {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let report = crate::manifests::read_paths(paths).and_then(|docs| evaluate(&docs, &policy));
+    match report {
+        Ok(r) => {
+            match format {
+                OutputFormat::Text => print!("{}", r.to_text()),
+                OutputFormat::Json => match serde_json::to_string_pretty(&r) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                },
+            }
+            r.exit_code() as u8
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}

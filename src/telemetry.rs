@@ -1,0 +1,132 @@
+//! Logs (tracing) and metrics (Prometheus/OpenMetrics text).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Installs the global subscriber. `RUST_LOG` wins over `level` when set.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A second init (tests) is harmless; ignore it.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+/// `result` label of reload counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ReloadResult {
+    /// The new content is in use.
+    Success,
+    /// The new content was refused; the previous one stays in use.
+    Failure,
+}
+
+/// Labels of a reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// Outcome.
+    pub result: ReloadResult,
+}
+
+/// Labels of the review counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// `validate` or `mutate`.
+    pub webhook: &'static str,
+    /// CREATE, UPDATE, DELETE, CONNECT, or `unknown` for unreadable bodies.
+    pub operation: String,
+    /// allowed, denied, warned, patched, exempt, invalid or bad_request.
+    pub verdict: &'static str,
+}
+
+/// Labels of the latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// `validate` or `mutate`.
+    pub webhook: &'static str,
+}
+
+/// The webhook's metrics.
+pub struct WebhookMetrics {
+    /// Admission reviews answered.
+    pub reviews: Family<ReviewLabels, Counter>,
+    /// Time from body received to response built.
+    pub duration: Family<HookLabels, Histogram>,
+    /// Policy file reloads.
+    pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// Serving certificate reloads.
+    pub certificate_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl WebhookMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            reviews: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                // 5 µs .. ~2.6 s: admission is microseconds, the API server
+                // gives up at timeoutSeconds.
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    5e-6, 4.0, 10,
+                ))
+            }),
+            policy_reloads: Family::default(),
+            certificate_reloads: Family::default(),
+        };
+        registry.register(
+            "tlsward_webhook_reviews",
+            "Admission reviews answered, by webhook, operation and verdict",
+            m.reviews.clone(),
+        );
+        registry.register(
+            "tlsward_webhook_review_duration_seconds",
+            "Time to decide an admission review",
+            m.duration.clone(),
+        );
+        registry.register(
+            "tlsward_policy_reloads",
+            "Policy file reloads by result",
+            m.policy_reloads.clone(),
+        );
+        registry.register(
+            "tlsward_certificate_reloads",
+            "Serving certificate reloads by result",
+            m.certificate_reloads.clone(),
+        );
+        m
+    }
+}
+
+/// Renders a registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// The content type of [`render`]'s output.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

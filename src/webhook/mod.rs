@@ -1,0 +1,397 @@
+//! `tlsward webhook`: the HTTPS admission server. Decisions come from
+//! [`review::decide`]; this module only serves, reloads and reports.
+
+pub mod review;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use tracing::{info, warn};
+
+use crate::admission::Context;
+use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
+use crate::labels::Selector;
+use crate::manifests;
+use crate::policy::IngressTlsPolicy;
+use crate::telemetry::{
+    self, HookLabels, ReloadLabels, ReloadResult, ReviewLabels, WebhookMetrics,
+};
+use crate::tls::{self, SwappableCert};
+use review::{BadRequest, Hook};
+
+/// The API server sends at most 3 MiB objects; anything larger is not a
+/// review we should spend memory on.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// How the webhook is started.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WebhookArgs {
+    /// PEM certificate chain served on the HTTPS port; reloaded on change.
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    /// PEM private key of --tls-cert; reloaded on change.
+    #[arg(long)]
+    pub tls_key: PathBuf,
+    /// HTTPS address the API server calls.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Plain-HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Admission policy file; reloaded on change. Secure defaults without it.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Manifests (files or directories) of the ClientAuthPolicies to bind
+    /// against, for running without a cluster; reloaded on change.
+    #[arg(long = "client-auth-policies")]
+    pub client_auth_policies: Vec<PathBuf>,
+    /// How often files are checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub reload_interval_ms: u64,
+    /// How long in-flight requests may take to finish on SIGTERM, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// What every review is decided against; replaced whole on reload.
+pub struct Snapshot {
+    policy: IngressTlsPolicy,
+    namespace_exemption: Option<Selector>,
+    known: PolicyIndex,
+}
+
+impl Snapshot {
+    /// Compiles a policy and the known ClientAuthPolicies.
+    pub fn new(policy: IngressTlsPolicy, known: &[ClientAuthPolicy]) -> Self {
+        let namespace_exemption = policy
+            .exemptions
+            .namespace_selector
+            .as_ref()
+            .and_then(|s| Selector::compile(s).ok());
+        Self {
+            policy,
+            namespace_exemption,
+            known: PolicyIndex::new(known),
+        }
+    }
+
+    /// The admission context. Namespace labels are unknown to the webhook:
+    /// label exemptions are enforced by the webhook configuration's
+    /// namespaceSelector, which the API server evaluates.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            policy: &self.policy,
+            namespace_exemption: self.namespace_exemption.as_ref(),
+            known: &self.known,
+            namespace_labels: None,
+        }
+    }
+}
+
+struct App {
+    snapshot: ArcSwap<Snapshot>,
+    metrics: WebhookMetrics,
+    registry: Registry,
+    ready: AtomicBool,
+}
+
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<IngressTlsPolicy> {
+    Ok(match path {
+        Some(p) => IngressTlsPolicy::load(p)?,
+        None => IngressTlsPolicy::default(),
+    })
+}
+
+fn load_client_auth_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<ClientAuthPolicy>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for doc in manifests::read_paths(paths)? {
+        if doc.type_meta().1 != "ClientAuthPolicy" {
+            continue;
+        }
+        let mut p: ClientAuthPolicy =
+            serde_json::from_value(doc.value.clone()).with_context(|| {
+                format!(
+                    "{}: document {}: not a valid ClientAuthPolicy",
+                    doc.source, doc.index
+                )
+            })?;
+        p.metadata
+            .namespace
+            .get_or_insert_with(|| crate::check::DEFAULT_NAMESPACE.into());
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
+    let started = Instant::now();
+    let snapshot = app.snapshot.load();
+    let result = review::decide(hook, body, &snapshot.context());
+    let elapsed = started.elapsed();
+    app.metrics
+        .duration
+        .get_or_create(&HookLabels {
+            webhook: hook.label(),
+        })
+        .observe(elapsed.as_secs_f64());
+    match result {
+        Ok(d) => {
+            app.metrics
+                .reviews
+                .get_or_create(&ReviewLabels {
+                    webhook: hook.label(),
+                    operation: d.operation.clone(),
+                    verdict: d.verdict,
+                })
+                .inc();
+            info!(
+                webhook = hook.label(),
+                uid = %d.response.uid,
+                object = %d.object,
+                operation = %d.operation,
+                verdict = d.verdict,
+                dry_run = d.dry_run,
+                duration_us = elapsed.as_micros() as u64,
+                "review"
+            );
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                d.to_json(),
+            )
+                .into_response()
+        }
+        Err(BadRequest(reason)) => {
+            app.metrics
+                .reviews
+                .get_or_create(&ReviewLabels {
+                    webhook: hook.label(),
+                    operation: "unknown".into(),
+                    verdict: "bad_request",
+                })
+                .inc();
+            warn!(webhook = hook.label(), %reason, "bad request");
+            (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
+        }
+    }
+}
+
+/// The HTTPS routes, exposed for tests and benchmarks.
+fn admission_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/validate",
+            post(|State(app): State<Arc<App>>, body: Bytes| async move {
+                reply(&app, Hook::Validate, &body)
+            }),
+        )
+        .route(
+            "/mutate",
+            post(|State(app): State<Arc<App>>, body: Bytes| async move {
+                reply(&app, Hook::Mutate, &body)
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+fn admin_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(app): State<Arc<App>>| async move {
+                if app.ready.load(Ordering::Acquire) {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(app): State<Arc<App>>| async move {
+                (
+                    [(header::CONTENT_TYPE, telemetry::METRICS_CONTENT_TYPE)],
+                    telemetry::render(&app.registry),
+                )
+            }),
+        )
+        .with_state(app)
+}
+
+fn count(
+    family: &prometheus_client::metrics::family::Family<
+        ReloadLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    result: ReloadResult,
+) {
+    family.get_or_create(&ReloadLabels { result }).inc();
+}
+
+/// Polls the certificate, the policy file and the ClientAuthPolicy manifests.
+/// A file that fails to load leaves the previous content in use.
+async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>) {
+    let cert_files = vec![args.tls_cert.clone(), args.tls_key.clone()];
+    let policy_files: Vec<PathBuf> = args.policy.iter().cloned().collect();
+    let known_files = manifest_files(&args.client_auth_policies);
+    let mut cert_seen = tls::fingerprint(&cert_files);
+    let mut policy_seen = (
+        tls::fingerprint(&policy_files),
+        tls::fingerprint(&known_files),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(args.reload_interval_ms.max(50)));
+    loop {
+        tick.tick().await;
+        let now = tls::fingerprint(&cert_files);
+        if now.is_some() && now != cert_seen {
+            cert_seen = now;
+            match tls::load_pair(&args.tls_cert, &args.tls_key) {
+                Ok(pair) => {
+                    cert.store(pair);
+                    count(&app.metrics.certificate_reloads, ReloadResult::Success);
+                    info!(cert = %args.tls_cert.display(), "serving certificate reloaded");
+                }
+                Err(e) => {
+                    count(&app.metrics.certificate_reloads, ReloadResult::Failure);
+                    warn!(error = %e, "serving certificate not reloaded; keeping the previous one");
+                }
+            }
+        }
+        let known_files = manifest_files(&args.client_auth_policies);
+        let now = (
+            tls::fingerprint(&policy_files),
+            tls::fingerprint(&known_files),
+        );
+        if now != policy_seen {
+            policy_seen = now;
+            let loaded = load_policy(args.policy.as_ref()).and_then(|p| {
+                Ok(Snapshot::new(
+                    p,
+                    &load_client_auth_policies(&args.client_auth_policies)?,
+                ))
+            });
+            match loaded {
+                Ok(s) => {
+                    info!(client_auth_policies = s.known.len(), enforcement = ?s.policy.enforcement, "policy reloaded");
+                    app.snapshot.store(Arc::new(s));
+                    count(&app.metrics.policy_reloads, ReloadResult::Success);
+                }
+                Err(e) => {
+                    count(&app.metrics.policy_reloads, ReloadResult::Failure);
+                    warn!(error = %format!("{e:#}"), "policy not reloaded; keeping the previous one");
+                }
+            }
+        }
+    }
+}
+
+fn manifest_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                let mut files: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                out.extend(files);
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Runs the webhook until SIGTERM or Ctrl-C, then drains in-flight requests.
+pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
+    let snapshot = Snapshot::new(
+        load_policy(args.policy.as_ref()).context("loading --policy")?,
+        &load_client_auth_policies(&args.client_auth_policies)
+            .context("loading --client-auth-policies")?,
+    );
+    let cert = SwappableCert::new(tls::load_pair(&args.tls_cert, &args.tls_key)?);
+    let server_config = tls::server_config(cert.clone())?;
+    let mut registry = Registry::default();
+    let metrics = WebhookMetrics::register(&mut registry);
+    let app = Arc::new(App {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        metrics,
+        registry,
+        ready: AtomicBool::new(false),
+    });
+
+    let admin = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
+    let admin_app = admin_router(app.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(admin, admin_app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+    });
+
+    tokio::spawn(reload_loop(app.clone(), args.clone(), cert));
+
+    let handle = axum_server::Handle::new();
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutting down: draining in-flight reviews");
+            handle.graceful_shutdown(Some(grace));
+        });
+    }
+    {
+        let handle = handle.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Some(addr) = handle.listening().await {
+                app.ready.store(true, Ordering::Release);
+                info!(%addr, "webhook listening");
+            }
+        });
+    }
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config));
+    axum_server::bind_rustls(args.listen, rustls)
+        .handle(handle)
+        .serve(admission_router(app).into_make_service())
+        .await
+        .with_context(|| format!("serving on --listen {}", args.listen))?;
+    info!("webhook stopped");
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! `admission.k8s.io/v1` AdmissionReview in, AdmissionReview out, with no
+//! HTTP in sight. The object is kept as raw JSON until it is decoded
+//! straight into an `Ingress`, so a review is parsed once.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use k8s_openapi::api::networking::v1::Ingress;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::admission::{self, AUDIT_VIOLATIONS_KEY, Context, Review};
+use crate::policy::Enforcement;
+
+/// Which endpoint was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `POST /validate`.
+    Validate,
+    /// `POST /mutate`.
+    Mutate,
+}
+
+impl Hook {
+    /// The metrics/log label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Hook::Validate => "validate",
+            Hook::Mutate => "mutate",
+        }
+    }
+}
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: String,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The `status` of a response.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Status {
+    /// HTTP-like code: 403 for a policy denial, 400 for an undecodable object.
+    pub code: u16,
+    /// Shown by kubectl after `denied the request:`.
+    pub message: String,
+    /// `Forbidden` or `BadRequest`.
+    pub reason: &'static str,
+}
+
+/// The `response` of an AdmissionReview.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    /// Echo of the request's uid.
+    pub uid: String,
+    /// Whether the API server may store the object.
+    pub allowed: bool,
+    /// Why not, when not allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Base64 of the RFC 6902 patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// Always `JSONPatch` when `patch` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    /// Added to the audit event, prefixed with the webhook's name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_annotations: BTreeMap<String, String>,
+    /// Shown by kubectl as `Warning: ...`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a Response,
+}
+
+/// A decided review, with what the log line and metrics need.
+#[derive(Debug)]
+pub struct Decision {
+    /// The response to send.
+    pub response: Response,
+    /// allowed, denied, warned, patched, exempt or invalid.
+    pub verdict: &'static str,
+    /// The request's operation.
+    pub operation: String,
+    /// namespace/name of the object.
+    pub object: String,
+    /// Whether the request was a dry run.
+    pub dry_run: bool,
+}
+
+impl Decision {
+    /// The AdmissionReview JSON to send back.
+    pub fn to_json(&self) -> Vec<u8> {
+        let out = ReviewOut {
+            api_version: API_VERSION,
+            kind: KIND,
+            response: &self.response,
+        };
+        // Plain structs of strings and maps always serialize.
+        serde_json::to_vec(&out).unwrap_or_default()
+    }
+}
+
+/// A body that is not an AdmissionReview at all: answered with HTTP 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn response(uid: &str) -> Response {
+    Response {
+        uid: uid.to_string(),
+        allowed: true,
+        status: None,
+        patch: None,
+        patch_type: None,
+        audit_annotations: BTreeMap::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// Decides one review. Errors are for bodies that are not AdmissionReviews;
+/// a review of a bad object is answered in-band with code 400.
+pub fn decide(hook: Hook, body: &[u8], ctx: &Context) -> Result<Decision, BadRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BadRequest(format!(
+            "request body is empty: expected an {API_VERSION} {KIND}"
+        )));
+    }
+    let review: ReviewIn = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("request body is not an {API_VERSION} {KIND}: {e}")))?;
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return Err(BadRequest(format!(
+            "got apiVersion {:?} kind {:?}, expected {API_VERSION} {KIND}: register the webhook with admissionReviewVersions: [v1]",
+            review.api_version, review.kind
+        )));
+    }
+    let req = review
+        .request
+        .ok_or_else(|| BadRequest(format!("{KIND} has no request")))?;
+    let mut d = Decision {
+        response: response(&req.uid),
+        verdict: "allowed",
+        operation: req.operation.clone(),
+        object: format!(
+            "{}/{}",
+            req.namespace.as_deref().unwrap_or_default(),
+            req.name
+        ),
+        dry_run: req.dry_run,
+    };
+    if matches!(req.operation.as_str(), "DELETE" | "CONNECT") {
+        return Ok(d);
+    }
+    let invalid = |mut d: Decision, message: String| {
+        d.response.allowed = false;
+        d.response.status = Some(Status {
+            code: 400,
+            message,
+            reason: "BadRequest",
+        });
+        d.verdict = "invalid";
+        d
+    };
+    let gvk = &req.kind;
+    if (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str())
+        != ("networking.k8s.io", "v1", "Ingress")
+    {
+        let got = if gvk.group.is_empty() {
+            format!("{} {}", gvk.version, gvk.kind)
+        } else {
+            format!("{}/{} {}", gvk.group, gvk.version, gvk.kind)
+        };
+        return Ok(invalid(
+            d,
+            format!(
+                "this webhook reviews networking.k8s.io/v1 Ingress, not {got}: fix the webhook configuration's rules"
+            ),
+        ));
+    }
+    let Some(raw) = req.object else {
+        return Ok(invalid(d, "request.object is missing".into()));
+    };
+    let ingress: Ingress = match serde_json::from_str(raw.get()) {
+        Ok(i) => i,
+        Err(e) => {
+            return Ok(invalid(
+                d,
+                format!("request.object is not a decodable networking.k8s.io/v1 Ingress: {e}"),
+            ));
+        }
+    };
+    // The old object only refines decisions; an undecodable one is ignored.
+    let old: Option<Ingress> = req
+        .old_object
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(ingress.metadata.namespace.as_deref())
+        .unwrap_or(crate::check::DEFAULT_NAMESPACE);
+    let review = Review {
+        ingress: &ingress,
+        old: old.as_ref(),
+        namespace,
+    };
+    match hook {
+        Hook::Validate => {
+            let v = admission::validate(&review, ctx);
+            d.verdict = if v.exempt.is_some() {
+                "exempt"
+            } else if !v.allowed {
+                "denied"
+            } else if !v.violations.is_empty() {
+                "warned"
+            } else {
+                "allowed"
+            };
+            if !v.allowed {
+                d.response.allowed = false;
+                d.response.status = Some(Status {
+                    code: 403,
+                    message: v.message(),
+                    reason: "Forbidden",
+                });
+            } else if ctx.policy.enforcement == Enforcement::DryRun && !v.violations.is_empty() {
+                d.response
+                    .audit_annotations
+                    .insert(AUDIT_VIOLATIONS_KEY.into(), v.message());
+            }
+            d.response.warnings = v.warnings;
+        }
+        Hook::Mutate => {
+            let m = admission::mutate(&review, ctx);
+            if !m.patch.0.is_empty() {
+                let json = serde_json::to_vec(&m.patch).unwrap_or_default();
+                d.response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+                d.response.patch_type = Some("JSONPatch");
+                d.verdict = "patched";
+            }
+            d.response.warnings = m.warnings;
+        }
+    }
+    Ok(d)
+}
