@@ -36,12 +36,25 @@ pub fn init_logging(format: LogFormat, level: &str) {
 }
 
 /// `result` label of reload counters.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ReloadResult {
     /// The new content is in use.
     Success,
     /// The new content was refused; the previous one stays in use.
     Failure,
+}
+
+impl EncodeLabelValue for ReloadResult {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Failure => "failure",
+        })
+    }
 }
 
 /// Labels of a reload counter.
