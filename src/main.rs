@@ -46,6 +46,16 @@ enum Command {
     },
     /// Serve the validating and mutating admission webhook over HTTPS.
     Webhook(tlsward::webhook::WebhookArgs),
+    /// Print the AdmissionReview the API server would send for each object,
+    /// one JSON document per line (to try a webhook with curl).
+    Review {
+        /// Files, directories (recursive) or - for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        paths: Vec<PathBuf>,
+        /// CREATE, UPDATE or DELETE.
+        #[arg(long, default_value = "CREATE", value_parser = ["CREATE", "UPDATE", "DELETE", "CONNECT"])]
+        operation: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +72,20 @@ fn main() -> ExitCode {
             };
             ExitCode::from(tlsward::check::run(&paths, policy.as_deref(), text))
         }
+        Command::Review { paths, operation } => match tlsward::manifests::read_paths(&paths) {
+            Ok(docs) => {
+                for (i, doc) in docs.iter().enumerate() {
+                    let uid = format!("tlsward-review-{}", i + 1);
+                    let review = tlsward::webhook::review::request_for(&doc.value, &operation, &uid);
+                    println!("{review}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Webhook(args) => {
             telemetry::init_logging(cli.log_format, &cli.log_level);
             let rt = match tokio::runtime::Runtime::new() {

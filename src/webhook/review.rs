@@ -286,3 +286,35 @@ pub fn decide(hook: Hook, body: &[u8], ctx: &Context) -> Result<Decision, BadReq
     }
     Ok(d)
 }
+
+/// The AdmissionReview the API server would send for `object`: for
+/// debugging a webhook with curl (`tlsward review -f ingress.yaml`).
+pub fn request_for(object: &serde_json::Value, operation: &str, uid: &str) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(crate::check::DEFAULT_NAMESPACE);
+    let (object, old) = match operation {
+        "DELETE" => (Value::Null, object.clone()),
+        _ => (object.clone(), Value::Null),
+    };
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
+            "name": object["metadata"]["name"].as_str().or(old["metadata"]["name"].as_str()).unwrap_or_default(),
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": "tlsward-review"},
+            "object": object,
+            "oldObject": old,
+            "dryRun": false
+        }
+    })
+}

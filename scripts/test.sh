@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The full test suite: installs the tools the tests need, then format, lint
+# and every test. This is what .ci/run runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-tools.sh
+export PATH="$PWD/.tools/bin:$PATH"
+# Tests that need an external tool fail, never skip, when it is missing.
+export CI="${CI:-true}"
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --no-fail-fast
