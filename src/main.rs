@@ -76,7 +76,8 @@ fn main() -> ExitCode {
             Ok(docs) => {
                 for (i, doc) in docs.iter().enumerate() {
                     let uid = format!("tlsward-review-{}", i + 1);
-                    let review = tlsward::webhook::review::request_for(&doc.value, &operation, &uid);
+                    let review =
+                        tlsward::webhook::review::request_for(&doc.value, &operation, &uid);
                     println!("{review}");
                 }
                 ExitCode::SUCCESS

@@ -154,12 +154,12 @@ impl Default for ClientAuthSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The YAML did not parse or named an unknown field.
-    #[error("{path}: {source}")]
+    #[error("{path}: {message}")]
     Parse {
         /// The file.
         path: String,
         /// The parser's message, with line and column.
-        source: serde_saphyr::Error,
+        message: String,
     },
     /// The file parsed but says something impossible.
     #[error("{path}: {field}: {message}")]
@@ -187,9 +187,9 @@ impl IngressTlsPolicy {
         let policy: IngressTlsPolicy = if text.trim().is_empty() {
             IngressTlsPolicy::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|source| PolicyError::Parse {
+            serde_saphyr::from_str(text).map_err(|e| PolicyError::Parse {
                 path: path.to_string(),
-                source,
+                message: e.to_string(),
             })?
         };
         policy.check(path)?;

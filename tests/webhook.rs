@@ -289,10 +289,10 @@ async fn certificate_rotation_drops_no_request_and_serves_the_new_cert_within_2s
         }
         match HttpsConn::connect(port, cfg.clone()).await {
             Ok(mut c) => {
-                if let (Some(t), None) = (rotated_at, seen_new_after) {
-                    if c.server_cert == new_der {
-                        seen_new_after = Some(t.elapsed());
-                    }
+                if let (Some(t), None) = (rotated_at, seen_new_after)
+                    && c.server_cert == new_der
+                {
+                    seen_new_after = Some(t.elapsed());
                 }
                 match c.post("/validate", review.clone()).await {
                     Ok((200, _)) => fresh_ok += 1,
