@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::labels::Selector;
 
+pub mod bundle;
+
 /// Client-certificate policy for the Ingresses bound to it: which CAs to
 /// trust, which CRLs to honour and which client identities to let through.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,0 +1,1 @@
+//! The pure bundle builder: PEM sources in, a validated CA bundle out.
