@@ -44,6 +44,11 @@ pub struct IngressTlsPolicy {
     /// the name clients ask for, so the default is `false`.
     #[serde(default)]
     pub allow_catch_all: bool,
+    /// On UPDATE, let violations that the stored object already had through
+    /// as warnings, so legacy Ingresses can still be edited after the policy
+    /// is rolled out; new violations are enforced as usual. Off by default.
+    #[serde(default)]
+    pub allow_existing_violations: bool,
     /// Ingresses the policy does not apply to.
     #[serde(default)]
     pub exemptions: Exemptions,

@@ -395,8 +395,26 @@ pub fn validate(review: &Review, ctx: &Context) -> Verdict {
             exempt: Some(reason),
         };
     }
-    let violations = violations(review, ctx);
+    let mut violations = violations(review, ctx);
     let mut warnings = advisories(review, ctx);
+    if ctx.policy.allow_existing_violations
+        && let Some(old) = review.old
+    {
+        let before = self::violations(
+            &Review {
+                ingress: old,
+                old: None,
+                namespace: review.namespace,
+            },
+            ctx,
+        );
+        let (existing, new): (Vec<_>, Vec<_>) =
+            violations.into_iter().partition(|v| before.contains(v));
+        warnings.extend(existing.iter().map(|v| {
+            format!("{v} (already present before this update; allowed by allowExistingViolations)")
+        }));
+        violations = new;
+    }
     let allowed = match ctx.policy.enforcement {
         Enforcement::Deny => violations.is_empty(),
         Enforcement::Warn => {

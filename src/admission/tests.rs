@@ -94,6 +94,24 @@ impl World {
     }
 }
 
+fn validate_update(w: &World, old: &Ingress, new: &Ingress) -> Verdict {
+    let sel = w.selector();
+    let ctx = Context {
+        policy: &w.policy,
+        namespace_exemption: sel.as_ref(),
+        known: &w.known,
+        namespace_labels: None,
+    };
+    validate(
+        &Review {
+            ingress: new,
+            old: Some(old),
+            namespace: "team-a",
+        },
+        &ctx,
+    )
+}
+
 fn review(i: &Ingress) -> Review<'_> {
     Review {
         ingress: i,
@@ -725,4 +743,36 @@ fn index_finds_the_one_policy_among_ten_thousand() {
     ]);
     assert_eq!(idx.selecting("team-a", &labels), ["by-expression", "p1"]);
     assert!(idx.selecting("team-b", &labels).is_empty());
+}
+
+#[test]
+fn existing_violations_on_update() {
+    let legacy = ingress(&["a.example.com"], Value::Null);
+    let mut relabelled = legacy.clone();
+    relabelled.metadata.labels = Some(BTreeMap::from([("team".into(), "a".into())]));
+    let mut worse = relabelled.clone();
+    worse.spec.as_mut().unwrap().rules.as_mut().unwrap()[0].host = Some("b.example.com".into());
+
+    let strict = World::new("");
+    assert!(
+        !validate_update(&strict, &legacy, &relabelled).allowed,
+        "off by default"
+    );
+
+    let ratchet = World::new("allowExistingViolations: true");
+    let v = validate_update(&ratchet, &legacy, &relabelled);
+    assert!(v.allowed, "{}", v.message());
+    assert!(
+        v.warnings[0].contains("already present before this update"),
+        "{:?}",
+        v.warnings
+    );
+
+    let v = validate_update(&ratchet, &legacy, &worse);
+    assert!(!v.allowed, "a new violation is still denied");
+    assert!(v.message().contains("b.example.com"));
+    assert!(
+        !ratchet.validate(&legacy).allowed,
+        "CREATE is never ratcheted"
+    );
 }
