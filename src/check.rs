@@ -18,6 +18,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// The result for one Ingress.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct IngressResult {
     /// Its namespace.
     pub namespace: String,
@@ -117,6 +118,16 @@ pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, 
     let mut ingresses: Vec<(&Document, Ingress)> = Vec::new();
     let mut skipped = 0;
     for doc in docs {
+        let (api_version, kind) = doc.type_meta();
+        if kind == "Ingress" && api_version != "networking.k8s.io/v1" {
+            return Err(ManifestError::Parse {
+                path: doc.source.clone(),
+                index: doc.index,
+                message: format!(
+                    "apiVersion {api_version:?} Ingress is not served by Kubernetes 1.22 and later: convert it to networking.k8s.io/v1"
+                ),
+            });
+        }
         if is_kind(doc, "networking.k8s.io", "Ingress") {
             ingresses.push((doc, decode(doc, "networking.k8s.io/v1 Ingress")?));
         } else if is_kind(doc, "tlsward.io", "ClientAuthPolicy") {

@@ -41,6 +41,7 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     /// A document is not valid YAML or JSON, or not a Kubernetes object.
+    /// Line numbers inside `message` count from the document's first line.
     #[error("{path}: document {index}: {message}")]
     Parse {
         /// The file.
@@ -121,21 +122,22 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
     Ok(docs)
 }
 
-/// Splits on `---` lines, as kubectl's YAML reader does. JSON is YAML, so a
-/// JSON file is one document.
-fn split_documents(text: &str) -> Vec<&str> {
+/// Splits on `---` lines, as kubectl's YAML reader does, keeping each
+/// document's first line number. JSON is YAML, so a JSON file is one document.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
-    let mut start = 0;
+    let (mut start, mut start_line) = (0, 1);
     let mut offset = 0;
-    for line in text.split_inclusive('\n') {
+    for (n, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end();
         if bare == "---" || bare.starts_with("--- ") || bare == "..." {
-            docs.push(&text[start..offset]);
+            docs.push((start_line, &text[start..offset]));
             start = offset + line.len();
+            start_line = n + 2;
         }
         offset += line.len();
     }
-    docs.push(&text[start..]);
+    docs.push((start_line, &text[start..]));
     docs
 }
 
@@ -149,7 +151,7 @@ fn is_blank_yaml(doc: &str) -> bool {
 /// Parses one file's text into objects.
 pub fn parse_text(source: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
     let mut out = Vec::new();
-    for (i, doc) in split_documents(text).into_iter().enumerate() {
+    for (i, (first_line, doc)) in split_documents(text).into_iter().enumerate() {
         let index = i + 1;
         if is_blank_yaml(doc) {
             continue;
@@ -157,7 +159,7 @@ pub fn parse_text(source: &str, text: &str) -> Result<Vec<Document>, ManifestErr
         let parse_err = |message: String| ManifestError::Parse {
             path: source.to_string(),
             index,
-            message,
+            message: format!("(starts at line {first_line}) {message}"),
         };
         let value: Value = if doc.trim_start().starts_with(['{', '[']) {
             serde_json::from_str(doc).map_err(|e| parse_err(e.to_string()))?

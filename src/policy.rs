@@ -50,16 +50,16 @@ pub struct IngressTlsPolicy {
     #[serde(default)]
     pub allow_existing_violations: bool,
     /// Ingresses the policy does not apply to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub exemptions: Exemptions,
     /// cert-manager annotation injection.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cert_manager: CertManager,
     /// Add missing `spec.tls` entries instead of only refusing.
-    #[serde(default, rename = "autoTLS")]
+    #[serde(default, rename = "autoTLS", deserialize_with = "null_as_default")]
     pub auto_tls: AutoTls,
     /// How `tlsward.io/client-auth-policy` bindings are written.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub client_auth: ClientAuthSettings,
 }
 
@@ -153,6 +153,16 @@ impl Default for ClientAuthSettings {
             nginx_ingress_classes: Self::default_nginx_classes(),
         }
     }
+}
+
+/// A section whose children are all commented out (`certManager:` and
+/// nothing under it) is YAML null; treat it as the section's defaults.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Why a policy file was refused.
@@ -254,6 +264,14 @@ impl IngressTlsPolicy {
             }
         }
         if let Some(sel) = &self.exemptions.namespace_selector {
+            if sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+            {
+                return Err(invalid(
+                    "exemptions.namespaceSelector",
+                    "is empty, which matches every namespace and would switch the policy off: add matchLabels or matchExpressions, or remove it".into(),
+                ));
+            }
             crate::labels::Selector::compile(sel)
                 .map_err(|m| invalid("exemptions.namespaceSelector", m))?;
         }
@@ -309,6 +327,22 @@ mod tests {
         let err = IngressTlsPolicy::from_yaml("p.yaml", "certManager:\n  issuer:\n    name: ''\n")
             .unwrap_err();
         assert!(err.to_string().contains("certManager.issuer.name"), "{err}");
+    }
+
+    #[test]
+    fn commented_out_section_means_defaults() {
+        let p =
+            IngressTlsPolicy::from_yaml("p.yaml", "certManager:\n#  issuer: {name: x}\nautoTLS:\n")
+                .unwrap();
+        assert!(p.cert_manager.issuer.is_none());
+        assert!(!p.auto_tls.enabled);
+    }
+
+    #[test]
+    fn empty_namespace_selector_is_refused() {
+        let err = IngressTlsPolicy::from_yaml("p.yaml", "exemptions: {namespaceSelector: {}}\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("matches every namespace"), "{err}");
     }
 
     #[test]

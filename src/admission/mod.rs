@@ -214,8 +214,13 @@ fn host_problem(field: String, host: &str, problem: NameProblem) -> Violation {
 /// The `secretName` autoTLS would use: `<ingress-name>-tls`, shortened so
 /// the result is still a valid Secret name.
 pub fn auto_tls_secret_name(ingress_name: &str) -> String {
-    let mut stem = &ingress_name[..ingress_name.len().min(249)];
-    stem = stem.trim_end_matches(['-', '.']);
+    // Cut on a character boundary: a mutating webhook sees names before the
+    // API server has validated them, so they may hold any UTF-8.
+    let mut end = ingress_name.len().min(249);
+    while !ingress_name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let stem = ingress_name[..end].trim_end_matches(['-', '.']);
     format!("{stem}-tls")
 }
 

@@ -576,6 +576,14 @@ fn auto_tls_secret_name_stays_valid() {
     let name = auto_tls_secret_name(&long);
     assert!(name.len() <= 253);
     assert!(hosts::is_dns1123_subdomain(&name), "{name}");
+    // Not yet validated by the API server: must not panic on UTF-8.
+    let odd = "ü".repeat(200);
+    assert!(auto_tls_secret_name(&odd).ends_with("-tls"));
+    let w = World::new("autoTLS: {enabled: true}");
+    let mut i = ingress(&["a.example.com"], Value::Null);
+    i.metadata.name = Some(odd);
+    let _ = w.mutate(&i);
+    assert!(!w.validate(&i).allowed);
 }
 
 fn require_policy() -> ClientAuthPolicy {
@@ -731,7 +739,7 @@ fn index_finds_the_one_policy_among_ten_thousand() {
     policies.push(policy(
         "by-expression",
         "team-a",
-        json!({"ingressSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}}),
+        json!({"trustAnchors": [{"inline": "x"}], "ingressSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}}),
     ));
     let idx = PolicyIndex::new(&policies);
     assert_eq!(idx.len(), 10_001);
