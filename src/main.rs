@@ -46,6 +46,8 @@ enum Command {
     },
     /// Serve the validating and mutating admission webhook over HTTPS.
     Webhook(tlsward::webhook::WebhookArgs),
+    /// Print the ClientAuthPolicy CustomResourceDefinition (YAML).
+    Crd,
     /// Print the AdmissionReview the API server would send for each object,
     /// one JSON document per line (to try a webhook with curl).
     Review {
@@ -72,6 +74,16 @@ fn main() -> ExitCode {
             };
             ExitCode::from(tlsward::check::run(&paths, policy.as_deref(), text))
         }
+        Command::Crd => match tlsward::clientauth::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Review { paths, operation } => match tlsward::manifests::read_paths(&paths) {
             Ok(docs) => {
                 for (i, doc) in docs.iter().enumerate() {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,7 @@ pub mod bundle;
 
 /// Client-certificate policy for the Ingresses bound to it: which CAs to
 /// trust, which CRLs to honour and which client identities to let through.
+/// The operator turns it into a CA-bundle Secret (`ca.crt`, `ca.crl`).
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "tlsward.io",
@@ -21,34 +22,50 @@ pub mod bundle;
     kind = "ClientAuthPolicy",
     namespaced,
     shortname = "cap",
-    status = "ClientAuthPolicyStatus"
+    status = "ClientAuthPolicyStatus",
+    category = "tlsward",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Certificates","type":"integer","jsonPath":".status.bundle.certificates"}"#,
+    printcolumn = r#"{"name":"NotAfter","type":"date","jsonPath":".status.bundle.notAfter"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClientAuthPolicySpec {
-    /// Require: a handshake without a valid client certificate is refused.
-    /// Optional: a certificate is verified if the client sends one.
+    /// Require (default): a handshake without a valid client certificate is
+    /// refused. Optional: a certificate is verified when the client sends one,
+    /// and clients without one are let through.
     #[serde(default)]
     pub mode: ClientAuthMode,
-    /// CA certificates that client certificates must chain to.
-    #[serde(default)]
+    /// CA certificates that client certificates must chain to. Only CA
+    /// certificates (basicConstraints CA:TRUE) are kept; expired ones are
+    /// dropped and reported in the Ready condition.
+    #[schemars(length(min = 1, max = 64))]
     pub trust_anchors: Vec<PemSource>,
-    /// Certificate revocation lists, each signed by one of the trust anchors.
+    /// Certificate revocation lists (PEM `X509 CRL`), each signed by one of the
+    /// trust anchors. Written to the bundle Secret's `ca.crl`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub revocation: Vec<PemSource>,
-    /// Identities let through; a client passes if it matches any entry. Empty
-    /// means every client with a valid chain.
+    /// Client identities let through after the chain is verified; a client
+    /// passes if it matches any entry. Omitted: every client with a valid chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_clients: Option<AllowedClients>,
-    /// The longest chain accepted, counting the client certificate and
-    /// excluding the trust anchor (as ingress-nginx's auth-tls-verify-depth).
+    /// The longest chain accepted: the number of CA certificates allowed
+    /// between the client certificate and the trust anchor, plus one (as
+    /// ingress-nginx's auth-tls-verify-depth). 1 means the anchor signs clients directly.
     #[serde(default = "default_verify_depth")]
     #[schemars(range(min = 1, max = 10))]
     pub verify_depth: u8,
-    /// Selects Ingresses in the policy's namespace to bind without the
+    /// How the verified client certificate is passed to the backend.
+    #[serde(default)]
+    pub forward_client_cert: ForwardClientCert,
+    /// Binds Ingresses in the policy's namespace whose labels match, in
+    /// addition to Ingresses that name the policy in the
     /// `tlsward.io/client-auth-policy` annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_selector: Option<LabelSelector>,
-    /// The CA-bundle Secret the operator writes.
+    /// The CA-bundle Secret the operator writes. Omitted: `<policy-name>-ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<BundleTarget>,
 }
@@ -60,39 +77,62 @@ fn default_verify_depth() -> u8 {
 /// Whether a client certificate is required.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ClientAuthMode {
-    /// Refuse clients that present no valid certificate.
+    /// Refuse clients that present no valid certificate (Istio `MUTUAL`).
     #[default]
     Require,
-    /// Verify a certificate when one is presented; admit clients without one.
+    /// Verify a certificate when one is presented; admit clients without one
+    /// (Istio `OPTIONAL_MUTUAL`).
     Optional,
 }
 
-/// Where PEM material comes from: exactly one of the fields.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// How the client identity reaches the backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ForwardClientCert {
+    /// `x-forwarded-client-cert` (Hash, Subject, URI, DNS), replacing any copy
+    /// the client sent (Envoy's SANITIZE_SET).
+    #[default]
+    Sanitize,
+    /// `Client-Cert` and `Client-Cert-Chain` headers as in RFC 9440.
+    #[serde(rename = "RFC9440")]
+    Rfc9440,
+    /// Nothing is forwarded; client copies of the headers are still removed.
+    None,
+}
+
+/// Where PEM material comes from. Set exactly one of secretRef,
+/// configMapRef or inline.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.secretRef), has(self.configMapRef), has(self.inline)].filter(x, x).size() == 1").message("set exactly one of secretRef, configMapRef or inline"))]
 pub struct PemSource {
-    /// A key of a Secret in the policy's namespace.
+    /// A key of a Secret in the policy's namespace. Watched: a change
+    /// rebuilds the bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<KeyRef>,
-    /// A key of a ConfigMap in the policy's namespace.
+    /// A key of a ConfigMap in the policy's namespace. Watched: a change
+    /// rebuilds the bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<KeyRef>,
     /// PEM text given in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub inline: Option<String>,
 }
 
-/// A key of a Secret or ConfigMap.
+/// A key of a Secret or ConfigMap in the policy's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KeyRef {
     /// The object's name.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// The data key; `ca.crt` for anchors and `ca.crl` for CRLs when omitted.
+    /// The data key. Omitted: `ca.crt` for trust anchors, `ca.crl` for revocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub key: Option<String>,
 }
 
-/// Client identities; entries may use `*` for one DNS label or URI segment.
+/// Client identities. A `*` matches exactly one DNS label in dnsNames and
+/// one path segment in uris.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AllowedClients {
@@ -105,16 +145,26 @@ pub struct AllowedClients {
     /// Subject common names, matched exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub common_names: Vec<String>,
-    /// Hex SHA-256 digests of the client's SubjectPublicKeyInfo (key pinning).
+    /// Lower-case hex SHA-256 digests of the client's SubjectPublicKeyInfo
+    /// (key pinning), 64 characters each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub spki_sha256: Vec<String>,
+    pub spki_sha256: Vec<Sha256Hex>,
 }
+
+/// A lower-case hex SHA-256 digest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Sha256Hex(#[schemars(regex(pattern = r"^[0-9a-f]{64}$"))] pub String);
 
 /// The operator's output Secret.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleTarget {
-    /// The Secret's name; `<policy-name>-ca` when omitted.
+    /// The Secret's name, in the policy's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub secret_name: String,
 }
 
@@ -122,12 +172,67 @@ pub struct BundleTarget {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientAuthPolicyStatus {
-    /// The generation the status describes.
+    /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Names of the Ingresses bound to this policy.
+    /// `Ready` is True when the bundle Secret holds this generation's
+    /// anchors; its reason says why not (SourceNotFound, InvalidCertificate,
+    /// NoValidAnchors, TargetConflict).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// What the bundle Secret holds now (the last good bundle, when Ready is False).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleStatus>,
+    /// Names of the Ingresses in this namespace bound to the policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bound_ingresses: Vec<String>,
+}
+
+/// A summary of the written bundle.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleStatus {
+    /// The Secret's name.
+    pub secret_name: String,
+    /// How many trust anchors it holds.
+    pub certificates: u32,
+    /// How many CRLs it holds.
+    #[serde(default)]
+    pub crls: u32,
+    /// The earliest notAfter among the anchors (RFC 3339): when clients
+    /// start failing unless the CA is rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// `sha256:<hex>` of each anchor, in bundle order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<String>,
+}
+
+/// A status condition (the Kubernetes `metav1.Condition` shape).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's type; tlsward sets `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// A CamelCase reason, such as Synced or SourceNotFound.
+    pub reason: String,
+    /// What happened, for humans: names the source and the fix.
+    pub message: String,
+    /// When status last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// The generation the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The CustomResourceDefinition as YAML, as `tlsward crd` prints it and
+/// `crds/` stores it.
+pub fn crd_yaml() -> Result<String, String> {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&ClientAuthPolicy::crd()).map_err(|e| e.to_string())
 }
 
 impl ClientAuthPolicy {
