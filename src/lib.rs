@@ -8,6 +8,7 @@ pub mod check;
 pub mod clientauth;
 pub mod labels;
 pub mod manifests;
+pub mod operator;
 pub mod policy;
 pub mod telemetry;
 pub mod tls;

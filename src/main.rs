@@ -46,6 +46,8 @@ enum Command {
     },
     /// Serve the validating and mutating admission webhook over HTTPS.
     Webhook(tlsward::webhook::WebhookArgs),
+    /// Reconcile ClientAuthPolicies into CA-bundle Secrets (in a cluster).
+    Operator(tlsward::operator::OperatorArgs),
     /// Print the ClientAuthPolicy CustomResourceDefinition (YAML).
     Crd,
     /// Print the AdmissionReview the API server would send for each object,
@@ -99,22 +101,41 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Webhook(args) => {
-            telemetry::init_logging(cli.log_format, &cli.log_level);
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: starting the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(tlsward::webhook::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "webhook failed");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Webhook(args) => serve(
+            cli.log_format,
+            &cli.log_level,
+            "webhook",
+            tlsward::webhook::run(args),
+        ),
+        Command::Operator(args) => serve(
+            cli.log_format,
+            &cli.log_level,
+            "operator",
+            tlsward::operator::run(args),
+        ),
+    }
+}
+
+/// Runs a long-lived role on a Tokio runtime with logging set up.
+fn serve(
+    format: LogFormat,
+    level: &str,
+    role: &str,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    telemetry::init_logging(format, level);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{role} failed");
+            ExitCode::FAILURE
         }
     }
 }

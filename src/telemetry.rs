@@ -143,3 +143,75 @@ pub fn render(registry: &Registry) -> String {
 
 /// The content type of [`render`]'s output.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of the reconcile counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Labels of the failure counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The Ready condition's reason, or `ApiError`.
+    pub reason: String,
+}
+
+/// Labels of the trust-anchor expiry gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnchorLabels {
+    /// The policy's namespace.
+    pub namespace: String,
+    /// The policy's name.
+    pub policy: String,
+    /// `sha256:<hex>` of the anchor.
+    pub fingerprint: String,
+}
+
+/// The operator's metrics.
+pub struct OperatorMetrics {
+    /// Reconciles by result.
+    pub reconciles: Family<ResultLabels, Counter>,
+    /// Reconcile duration.
+    pub duration: Histogram,
+    /// Failed reconciles by reason.
+    pub failures: Family<ReasonLabels, Counter>,
+    /// notAfter of every trust anchor in a written bundle, as a Unix time.
+    pub anchor_expiry: Family<AnchorLabels, prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl OperatorMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            reconciles: Family::default(),
+            duration: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 14,
+            )),
+            failures: Family::default(),
+            anchor_expiry: Family::default(),
+        };
+        registry.register(
+            "tlsward_operator_reconciles",
+            "ClientAuthPolicy reconciles by result",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "tlsward_operator_reconcile_duration_seconds",
+            "Time to reconcile one ClientAuthPolicy",
+            m.duration.clone(),
+        );
+        registry.register(
+            "tlsward_operator_reconcile_failures",
+            "Failed ClientAuthPolicy reconciles by reason",
+            m.failures.clone(),
+        );
+        registry.register(
+            "tlsward_trust_anchor_expiry_timestamp_seconds",
+            "notAfter of each trust anchor in a ClientAuthPolicy bundle, as a Unix timestamp",
+            m.anchor_expiry.clone(),
+        );
+        m
+    }
+}

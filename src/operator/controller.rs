@@ -1,0 +1,596 @@
+//! The ClientAuthPolicy reconciler: sources -> bundle builder -> bundle
+//! Secret and status. Writes happen only when content changes; a broken
+//! source never touches the last good Secret.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::admission::CLIENT_AUTH_ANNOTATION;
+use crate::clientauth::bundle::{self, Bundle, PemInput};
+use crate::clientauth::{
+    BundleStatus, ClientAuthPolicy, ClientAuthPolicyStatus, Condition, KeyRef, PemSource,
+};
+use crate::labels::Selector;
+use crate::telemetry::{AnchorLabels, OperatorMetrics, ReasonLabels, ResultLabels};
+
+/// Label the operator puts on every bundle Secret; also what it watches.
+pub const POLICY_LABEL: &str = "tlsward.io/policy";
+/// Annotation holding the bundle's content hash, to skip unchanged writes.
+pub const CONTENT_HASH_ANNOTATION: &str = "tlsward.io/content-hash";
+/// Server-side apply field manager.
+pub const FIELD_MANAGER: &str = "tlsward-operator";
+
+/// Longest wait between reconciles of a healthy policy.
+const RESYNC: Duration = Duration::from_secs(3600);
+
+/// Everything a reconcile needs besides the policy.
+pub struct Context {
+    /// The API client (a `tower_test` mock in tests).
+    pub client: Client,
+    /// Posts Events on the policy.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Arc<OperatorMetrics>,
+    /// The current Unix time; injected so tests are deterministic.
+    pub now: fn() -> i64,
+    /// Fingerprints exported per policy, to retire stale expiry series.
+    exported: Mutex<BTreeMap<(String, String), HashSet<String>>>,
+}
+
+impl Context {
+    /// A context on the real clock.
+    pub fn new(client: Client, recorder: Recorder, metrics: Arc<OperatorMetrics>) -> Self {
+        Self::with_clock(client, recorder, metrics, || Timestamp::now().as_second())
+    }
+
+    /// A context with a given clock.
+    pub fn with_clock(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<OperatorMetrics>,
+        now: fn() -> i64,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            now,
+            exported: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// Errors that make the controller retry with backoff. Problems with the
+/// policy's own content are not errors: they end in the Ready condition.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The policy has no namespace (cannot happen for a namespaced kind).
+    #[error("ClientAuthPolicy has no namespace")]
+    NoNamespace,
+}
+
+/// Why the bundle could not be (re)written, as the Ready condition shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// SourceNotFound, InvalidCertificate, NoValidAnchors, TargetConflict.
+    pub reason: &'static str,
+    /// Names the source and the fix.
+    pub message: String,
+}
+
+fn rfc3339(unix: i64) -> String {
+    Timestamp::from_second(unix)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Reads one PEM source: the key of a Secret or ConfigMap, or inline text.
+async fn read_source(
+    secrets: &Api<Secret>,
+    config_maps: &Api<ConfigMap>,
+    field: &str,
+    src: &PemSource,
+    default_key: &str,
+) -> Result<Result<PemInput, Failure>, Error> {
+    let not_found = |what: &str, r: &KeyRef| Failure {
+        reason: "SourceNotFound",
+        message: format!(
+            "{field}: {what} {:?} not found in the policy's namespace: create it or fix {field}.{}.name",
+            r.name,
+            if what == "Secret" {
+                "secretRef"
+            } else {
+                "configMapRef"
+            }
+        ),
+    };
+    let missing_key = |what: &str, r: &KeyRef, key: &str, keys: Vec<String>| Failure {
+        reason: "SourceNotFound",
+        message: format!(
+            "{field}: {what} {:?} has no key {key:?} (it has: {}): set {field}.{}.key",
+            r.name,
+            if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.join(", ")
+            },
+            if what == "Secret" {
+                "secretRef"
+            } else {
+                "configMapRef"
+            }
+        ),
+    };
+    if let Some(r) = &src.secret_ref {
+        let key = r.key.as_deref().unwrap_or(default_key);
+        let Some(secret) = secrets.get_opt(&r.name).await? else {
+            return Ok(Err(not_found("Secret", r)));
+        };
+        let data = secret.data.unwrap_or_default();
+        return Ok(match data.get(key) {
+            Some(bytes) => Ok(PemInput::new(
+                format!("{field} (Secret {}, key {key})", r.name),
+                String::from_utf8_lossy(&bytes.0).into_owned(),
+            )),
+            None => Err(missing_key("Secret", r, key, data.into_keys().collect())),
+        });
+    }
+    if let Some(r) = &src.config_map_ref {
+        let key = r.key.as_deref().unwrap_or(default_key);
+        let Some(cm) = config_maps.get_opt(&r.name).await? else {
+            return Ok(Err(not_found("ConfigMap", r)));
+        };
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .cloned()
+            .or_else(|| {
+                cm.binary_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            });
+        return Ok(match text {
+            Some(t) => Ok(PemInput::new(
+                format!("{field} (ConfigMap {}, key {key})", r.name),
+                t,
+            )),
+            None => {
+                let mut keys: Vec<String> = cm.data.unwrap_or_default().into_keys().collect();
+                keys.extend(cm.binary_data.unwrap_or_default().into_keys());
+                Err(missing_key("ConfigMap", r, key, keys))
+            }
+        });
+    }
+    Ok(match &src.inline {
+        Some(pem) => Ok(PemInput::new(format!("{field} (inline)"), pem.clone())),
+        // The CRD's CEL rule makes this unreachable in a real cluster.
+        None => Err(Failure {
+            reason: "InvalidCertificate",
+            message: format!("{field}: set exactly one of secretRef, configMapRef or inline"),
+        }),
+    })
+}
+
+/// Gathers every source and builds the bundle.
+async fn gather(
+    policy: &ClientAuthPolicy,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Result<Bundle, Failure>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let mut anchors = Vec::new();
+    for (i, src) in policy.spec.trust_anchors.iter().enumerate() {
+        match read_source(
+            &secrets,
+            &config_maps,
+            &format!("spec.trustAnchors[{i}]"),
+            src,
+            "ca.crt",
+        )
+        .await?
+        {
+            Ok(input) => anchors.push(input),
+            Err(f) => return Ok(Err(f)),
+        }
+    }
+    let mut crls = Vec::new();
+    for (i, src) in policy.spec.revocation.iter().enumerate() {
+        match read_source(
+            &secrets,
+            &config_maps,
+            &format!("spec.revocation[{i}]"),
+            src,
+            "ca.crl",
+        )
+        .await?
+        {
+            Ok(input) => crls.push(input),
+            Err(f) => return Ok(Err(f)),
+        }
+    }
+    Ok(
+        bundle::build(&anchors, &crls, (ctx.now)()).map_err(|e| Failure {
+            reason: e.reason(),
+            message: e.to_string(),
+        }),
+    )
+}
+
+/// The bundle Secret as the operator wants it, for server-side apply.
+pub fn desired_secret(policy: &ClientAuthPolicy, name: &str, ns: &str, bundle: &Bundle) -> Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let mut data = serde_json::Map::new();
+    data.insert("ca.crt".into(), json!(b64(&bundle.ca_pem)));
+    if let Some(crl) = &bundle.crl_pem {
+        data.insert("ca.crl".into(), json!(b64(crl)));
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {POLICY_LABEL: policy.name_any(), "app.kubernetes.io/managed-by": "tlsward"},
+            "annotations": {CONTENT_HASH_ANNOTATION: bundle.content_hash()},
+            "ownerReferences": [{
+                "apiVersion": "tlsward.io/v1alpha1",
+                "kind": "ClientAuthPolicy",
+                "name": policy.name_any(),
+                "uid": policy.uid().unwrap_or_default(),
+                "controller": true
+            }]
+        },
+        "type": "Opaque",
+        "data": data
+    })
+}
+
+/// Whether `secret` was written for `policy` (a Secret we did not write is
+/// never overwritten).
+fn is_ours(secret: &Secret, policy: &ClientAuthPolicy) -> bool {
+    secret.labels().get(POLICY_LABEL) == Some(&policy.name_any())
+}
+
+/// Names of the Ingresses bound to the policy, sorted.
+async fn bound_ingresses(
+    policy: &ClientAuthPolicy,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Vec<String>, Error> {
+    let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
+    let list = ingresses.list(&ListParams::default()).await?;
+    let selector = policy
+        .spec
+        .ingress_selector
+        .as_ref()
+        .and_then(|s| Selector::compile(s).ok());
+    let name = policy.name_any();
+    let mut out: Vec<String> = list
+        .items
+        .iter()
+        .filter(|i| match i.annotations().get(CLIENT_AUTH_ANNOTATION) {
+            Some(bound) => bound.trim() == name,
+            None => selector.as_ref().is_some_and(|s| s.matches(i.labels())),
+        })
+        .map(|i| i.name_any())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn ready_condition(
+    previous: Option<&Condition>,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: i64,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    // lastTransitionTime moves only when status flips, as Kubernetes expects.
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => rfc3339(now),
+    };
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+fn summary(secret_name: &str, bundle: &Bundle, crls: usize) -> BundleStatus {
+    BundleStatus {
+        secret_name: secret_name.to_string(),
+        certificates: bundle.anchors.len() as u32,
+        crls: crls as u32,
+        not_after: bundle.not_after.map(rfc3339),
+        fingerprints: bundle.fingerprints.clone(),
+    }
+}
+
+fn synced_message(secret_name: &str, bundle: &Bundle) -> String {
+    let mut msg = format!(
+        "Secret {secret_name} holds {} trust anchor(s){}",
+        bundle.anchors.len(),
+        bundle
+            .not_after
+            .map(|t| format!("; the first expires at {}", rfc3339(t)))
+            .unwrap_or_default()
+    );
+    for note in &bundle.notes {
+        msg.push_str(&format!("; {}: {}", note.source, note.message));
+    }
+    msg
+}
+
+async fn publish(
+    ctx: &Context,
+    policy: &ClientAuthPolicy,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // An Event that cannot be posted must not fail the reconcile.
+    if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+        warn!(error = %e, "could not post event");
+    }
+}
+
+fn export_expiry(ctx: &Context, ns: &str, name: &str, bundle: Option<&Bundle>) {
+    let key = (ns.to_string(), name.to_string());
+    let labels = |fp: &str| AnchorLabels {
+        namespace: ns.to_string(),
+        policy: name.to_string(),
+        fingerprint: fp.to_string(),
+    };
+    let Ok(mut exported) = ctx.exported.lock() else {
+        return;
+    };
+    let now: HashSet<String> = bundle
+        .map(|b| b.anchors.iter().map(|a| a.fingerprint.clone()).collect())
+        .unwrap_or_default();
+    if let Some(before) = exported.get(&key) {
+        for gone in before.difference(&now) {
+            ctx.metrics.anchor_expiry.remove(&labels(gone));
+        }
+    }
+    if let Some(b) = bundle {
+        for a in &b.anchors {
+            ctx.metrics
+                .anchor_expiry
+                .get_or_create(&labels(&a.fingerprint))
+                .set(a.not_after);
+        }
+    }
+    exported.insert(key, now);
+}
+
+/// Forgets the expiry series of policies that no longer exist.
+pub fn prune(ctx: &Context, live: &std::collections::HashSet<(String, String)>) {
+    let gone: Vec<(String, String)> = match ctx.exported.lock() {
+        Ok(exported) => exported
+            .keys()
+            .filter(|k| !live.contains(*k))
+            .cloned()
+            .collect(),
+        Err(_) => return,
+    };
+    for (ns, name) in gone {
+        export_expiry(ctx, &ns, &name, None);
+        if let Ok(mut exported) = ctx.exported.lock() {
+            exported.remove(&(ns, name));
+        }
+    }
+}
+
+/// Reconciles one policy. See the module docs for the rules.
+pub async fn reconcile(policy: Arc<ClientAuthPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = policy.namespace().ok_or(Error::NoNamespace)?;
+    let name = policy.name_any();
+    let span = info_span!("reconcile", namespace = %ns, policy = %name);
+    let started = Instant::now();
+    let result = reconcile_inner(&policy, &ctx, &ns, &name)
+        .instrument(span)
+        .await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(None) => "success",
+        _ => "failure",
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: outcome })
+        .inc();
+    match result {
+        Ok(None) => Ok(requeue_for(&policy, (ctx.now)())),
+        Ok(Some(reason)) => {
+            ctx.metrics
+                .failures
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+            // A fix arrives as a watch event on the source; poll slowly too.
+            Ok(Action::requeue(Duration::from_secs(300)))
+        }
+        Err(e) => {
+            ctx.metrics
+                .failures
+                .get_or_create(&ReasonLabels {
+                    reason: "ApiError".into(),
+                })
+                .inc();
+            Err(e)
+        }
+    }
+}
+
+/// Requeue just after the earliest anchor expires, so it is dropped on time.
+fn requeue_for(policy: &ClientAuthPolicy, now: i64) -> Action {
+    let next = policy
+        .status
+        .as_ref()
+        .and_then(|s| s.bundle.as_ref())
+        .and_then(|b| b.not_after.as_deref())
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map(|t| Duration::from_secs((t.as_second() - now).max(0) as u64 + 1));
+    Action::requeue(next.map_or(RESYNC, |d| d.min(RESYNC)))
+}
+
+/// Returns the failure reason, if the policy could not be made Ready.
+async fn reconcile_inner(
+    policy: &ClientAuthPolicy,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Option<&'static str>, Error> {
+    let now = (ctx.now)();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let target = policy.bundle_secret_name();
+    let current = policy.status.clone().unwrap_or_default();
+    let previous_ready = current.conditions.iter().find(|c| c.type_ == "Ready");
+
+    let mut outcome = gather(policy, ctx, ns).await?;
+    let mut written = None;
+    if let Ok(bundle) = &outcome {
+        let existing = secrets.get_opt(&target).await?;
+        match existing {
+            Some(s) if !is_ours(&s, policy) => {
+                outcome = Err(Failure {
+                    reason: "TargetConflict",
+                    message: format!(
+                        "Secret {target} already exists and was not written by this policy (no {POLICY_LABEL}={name} label): delete it, or set spec.target.secretName to another name"
+                    ),
+                });
+            }
+            Some(s)
+                if s.annotations().get(CONTENT_HASH_ANNOTATION) == Some(&bundle.content_hash()) => {
+            }
+            _ => {
+                let desired = desired_secret(policy, &target, ns, bundle);
+                secrets
+                    .patch(
+                        &target,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&desired),
+                    )
+                    .await?;
+                info!(secret = %target, anchors = bundle.anchors.len(), "bundle written");
+                written = Some(bundle.anchors.len());
+            }
+        }
+    }
+
+    let bound = bound_ingresses(policy, ctx, ns).await?;
+    let generation = policy.metadata.generation;
+    let (condition, bundle_status, failure) = match &outcome {
+        Ok(bundle) => (
+            ready_condition(
+                previous_ready,
+                true,
+                "Synced",
+                synced_message(&target, bundle),
+                generation,
+                now,
+            ),
+            Some(summary(&target, bundle, policy.spec.revocation.len())),
+            None,
+        ),
+        Err(f) => (
+            ready_condition(
+                previous_ready,
+                false,
+                f.reason,
+                f.message.clone(),
+                generation,
+                now,
+            ),
+            // The last good bundle is still what clients are checked against.
+            current.bundle.clone(),
+            Some(f.clone()),
+        ),
+    };
+    let condition_changed = previous_ready.is_none_or(|p| {
+        (p.status.as_str(), p.reason.as_str(), p.message.as_str())
+            != (
+                condition.status.as_str(),
+                condition.reason.as_str(),
+                condition.message.as_str(),
+            )
+    });
+    let desired = ClientAuthPolicyStatus {
+        observed_generation: generation,
+        conditions: vec![condition],
+        bundle: bundle_status,
+        bound_ingresses: bound,
+    };
+    if desired != current {
+        let api: Api<ClientAuthPolicy> = Api::namespaced(ctx.client.clone(), ns);
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": desired })),
+        )
+        .await?;
+    }
+
+    match (&outcome, written) {
+        (Ok(bundle), Some(n)) => {
+            export_expiry(ctx, ns, name, Some(bundle));
+            publish(
+                ctx,
+                policy,
+                EventType::Normal,
+                "BundleUpdated",
+                format!("wrote {n} trust anchor(s) to Secret {target}"),
+            )
+            .await;
+        }
+        (Ok(bundle), None) => export_expiry(ctx, ns, name, Some(bundle)),
+        (Err(_), _) => {}
+    }
+    if let Some(f) = &failure {
+        warn!(reason = f.reason, message = %f.message, "policy not ready; the last good bundle stays in place");
+        if condition_changed {
+            publish(ctx, policy, EventType::Warning, f.reason, f.message.clone()).await;
+        }
+    }
+    Ok(failure.map(|f| f.reason))
+}
+
+/// Retry API errors with a short fixed backoff.
+pub fn error_policy(_policy: Arc<ClientAuthPolicy>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(%error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}

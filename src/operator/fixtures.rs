@@ -1,0 +1,515 @@
+//! Scripted API-server scenarios for the reconciler (the kube-rs
+//! `ApiServerVerifier` pattern): every request the reconciler sends is
+//! checked for method, path, query and body, and answered realistically.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, Request, Response, StatusCode};
+use base64::Engine;
+use http_body_util::BodyExt;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::Recorder;
+use prometheus_client::registry::Registry;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+use serde_json::{Value, json};
+
+use super::controller::{self, CONTENT_HASH_ANNOTATION, Context, FIELD_MANAGER, POLICY_LABEL};
+use crate::clientauth::ClientAuthPolicy;
+use crate::telemetry::{self, OperatorMetrics};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// The fixed "now" of every scenario: 2026-11-23T00:00:00Z.
+const NOW: i64 = 1_795_392_000;
+const NS: &str = "corp";
+const POLICY: &str = "inventory-clients";
+const TARGET: &str = "inventory-clients-ca";
+const UID: &str = "5b1c2a8e-0000-4000-8000-000000000001";
+
+struct Verifier {
+    handle: Handle,
+    /// Requests seen, as "METHOD path?query".
+    seen: Vec<String>,
+}
+
+fn ca_pem(cn: &str) -> String {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    params
+        .self_signed(&KeyPair::generate().unwrap())
+        .unwrap()
+        .pem()
+}
+
+fn context() -> (Arc<Context>, Verifier, Arc<Registry>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let recorder = Recorder::new(client.clone(), "tlsward-operator".into());
+    let mut registry = Registry::default();
+    let metrics = Arc::new(OperatorMetrics::register(&mut registry));
+    let ctx = Context::with_clock(client, recorder, metrics, || NOW);
+    (
+        Arc::new(ctx),
+        Verifier {
+            handle,
+            seen: Vec::new(),
+        },
+        Arc::new(registry),
+    )
+}
+
+fn policy(status: Option<Value>) -> ClientAuthPolicy {
+    let mut v = json!({
+        "apiVersion": "tlsward.io/v1alpha1", "kind": "ClientAuthPolicy",
+        "metadata": {"name": POLICY, "namespace": NS, "uid": UID, "generation": 3},
+        "spec": {"mode": "Require", "trustAnchors": [{"secretRef": {"name": "corp-ca"}}],
+                 "ingressSelector": {"matchLabels": {"app": "inventory"}}}
+    });
+    if let Some(s) = status {
+        v["status"] = s;
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn secret(name: &str, labels: Value, annotations: Value, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": NS, "labels": labels, "annotations": annotations, "resourceVersion": "7"},
+           "type": "Opaque", "data": data})
+}
+
+fn source_secret(pem: &str) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
+    secret("corp-ca", json!({}), json!({}), json!({"ca.crt": b64}))
+}
+
+fn not_found(kind: &str, name: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound",
+               "details": {"name": name, "kind": kind}, "code": 404}),
+    )
+}
+
+fn ingress_list() -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressList", "metadata": {"resourceVersion": "9"},
+    "items": [
+        {"metadata": {"name": "by-annotation", "namespace": NS, "annotations": {"tlsward.io/client-auth-policy": POLICY}}},
+        {"metadata": {"name": "by-label", "namespace": NS, "labels": {"app": "inventory"}}},
+        {"metadata": {"name": "other-policy", "namespace": NS, "labels": {"app": "inventory"},
+                      "annotations": {"tlsward.io/client-auth-policy": "another"}}},
+        {"metadata": {"name": "unrelated", "namespace": NS, "labels": {"app": "web"}}}
+    ]})
+}
+
+impl Verifier {
+    /// Takes the next request, checks method and path (with query), answers.
+    async fn expect(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        answer: (StatusCode, Value),
+    ) -> Value {
+        let (request, send) =
+            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for {method} {path_and_query}; seen {:?}",
+                        self.seen
+                    )
+                })
+                .expect("the client was dropped");
+        let got = format!("{} {}", request.method(), request.uri());
+        self.seen.push(got.clone());
+        assert_eq!(
+            got,
+            format!("{method} {path_and_query}"),
+            "request #{}",
+            self.seen.len()
+        );
+        let bytes = request.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let (status, reply) = answer;
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        body
+    }
+
+    async fn expect_no_more(&mut self) {
+        if let Ok(Some((req, _))) =
+            tokio::time::timeout(Duration::from_millis(200), self.handle.next_request()).await
+        {
+            panic!("unexpected request {} {}", req.method(), req.uri());
+        }
+    }
+
+    async fn get_source(&mut self, answer: (StatusCode, Value)) {
+        self.expect(
+            Method::GET,
+            &format!("/api/v1/namespaces/{NS}/secrets/corp-ca"),
+            answer,
+        )
+        .await;
+    }
+
+    async fn get_target(&mut self, answer: (StatusCode, Value)) {
+        self.expect(
+            Method::GET,
+            &format!("/api/v1/namespaces/{NS}/secrets/{TARGET}"),
+            answer,
+        )
+        .await;
+    }
+
+    async fn apply_target(&mut self) -> Value {
+        let body = self
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/{NS}/secrets/{TARGET}?&force=true&fieldManager={FIELD_MANAGER}"),
+                (StatusCode::OK, json!({})),
+            )
+            .await;
+        // Echo back what was applied, as the API server would.
+        body
+    }
+
+    async fn list_ingresses(&mut self) {
+        self.expect(
+            Method::GET,
+            &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses?"),
+            (StatusCode::OK, ingress_list()),
+        )
+        .await;
+    }
+
+    async fn patch_status(&mut self) -> Value {
+        let body = self
+            .expect(
+                Method::PATCH,
+                &format!(
+                    "/apis/tlsward.io/v1alpha1/namespaces/{NS}/clientauthpolicies/{POLICY}/status?"
+                ),
+                (StatusCode::OK, serde_json::to_value(policy(None)).unwrap()),
+            )
+            .await;
+        body["status"].clone()
+    }
+
+    /// An Event on the policy: created, or patched when kube's recorder
+    /// folds a repeat into an event series.
+    async fn event(&mut self) -> Value {
+        let (request, send) =
+            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for an event; seen {:?}", self.seen))
+                .expect("the client was dropped");
+        let got = format!("{} {}", request.method(), request.uri());
+        self.seen.push(got.clone());
+        let prefix = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
+        let ok = (request.method() == Method::POST && request.uri().path() == prefix)
+            || (request.method() == Method::PATCH
+                && request
+                    .uri()
+                    .path()
+                    .starts_with(&format!("{prefix}/{POLICY}.")));
+        assert!(ok, "expected an event create or series patch, got {got}");
+        let bytes = request.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap(),
+        );
+        body
+    }
+}
+
+async fn reconcile(
+    p: ClientAuthPolicy,
+    ctx: &Arc<Context>,
+) -> tokio::task::JoinHandle<Result<kube::runtime::controller::Action, controller::Error>> {
+    tokio::spawn(controller::reconcile(Arc::new(p), ctx.clone()))
+}
+
+fn decode(data: &Value, key: &str) -> String {
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(data[key].as_str().unwrap())
+        .unwrap();
+    String::from_utf8(b).unwrap()
+}
+
+/// The first reconcile of a healthy policy; returns (applied Secret, status).
+async fn first_reconcile(ctx: &Arc<Context>, api: &mut Verifier, ca: &str) -> (Value, Value) {
+    let task = reconcile(policy(None), ctx).await;
+    api.get_source((StatusCode::OK, source_secret(ca))).await;
+    api.get_target(not_found("secrets", TARGET)).await;
+    let applied = api.apply_target().await;
+    api.list_ingresses().await;
+    let status = api.patch_status().await;
+    let event = api.event().await;
+    assert_eq!(event["reason"], "BundleUpdated");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["regarding"]["name"], POLICY);
+    task.await.unwrap().unwrap();
+    (applied, status)
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_the_secret_and_patches_status() {
+    let (ctx, mut api, registry) = context();
+    let ca = ca_pem("Corp Clients CA");
+    let (applied, status) = first_reconcile(&ctx, &mut api, &ca).await;
+
+    assert_eq!(applied["apiVersion"], "v1");
+    assert_eq!(applied["kind"], "Secret");
+    assert_eq!(applied["type"], "Opaque");
+    assert_eq!(applied["metadata"]["name"], TARGET);
+    assert_eq!(applied["metadata"]["namespace"], NS);
+    assert_eq!(applied["metadata"]["labels"][POLICY_LABEL], POLICY);
+    let owner = &applied["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "ClientAuthPolicy");
+    assert_eq!(owner["apiVersion"], "tlsward.io/v1alpha1");
+    assert_eq!(owner["name"], POLICY);
+    assert_eq!(owner["uid"], UID);
+    assert_eq!(owner["controller"], true);
+    assert_eq!(decode(&applied["data"], "ca.crt").trim(), ca.trim());
+    assert!(
+        applied["data"].get("ca.crl").is_none(),
+        "no revocation given"
+    );
+    let hash = applied["metadata"]["annotations"][CONTENT_HASH_ANNOTATION]
+        .as_str()
+        .unwrap();
+    assert!(!hash.is_empty());
+
+    assert_eq!(status["observedGeneration"], 3);
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["type"], "Ready");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(ready["reason"], "Synced");
+    assert_eq!(ready["lastTransitionTime"], "2026-11-23T00:00:00Z");
+    assert_eq!(status["bundle"]["secretName"], TARGET);
+    assert_eq!(status["bundle"]["certificates"], 1);
+    assert_eq!(status["bundle"]["notAfter"], "2036-01-01T00:00:00Z");
+    assert!(
+        status["bundle"]["fingerprints"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(
+        status["boundIngresses"],
+        json!(["by-annotation", "by-label"])
+    );
+    api.expect_no_more().await;
+
+    let metrics = telemetry::render(&registry);
+    assert!(metrics.contains("tlsward_trust_anchor_expiry_timestamp_seconds{namespace=\"corp\",policy=\"inventory-clients\",fingerprint=\"sha256:"), "{metrics}");
+    assert!(
+        metrics.contains("} 2082758400"),
+        "notAfter 2036-01-01 as Unix time: {metrics}"
+    );
+    assert!(metrics.contains("tlsward_operator_reconciles_total{result=\"success\"} 1"));
+}
+
+#[tokio::test]
+async fn unchanged_policy_issues_no_write() {
+    let (ctx, mut api, _) = context();
+    let ca = ca_pem("Corp Clients CA");
+    let (applied, status) = first_reconcile(&ctx, &mut api, &ca).await;
+
+    // Second reconcile against the state the first one left behind.
+    let task = reconcile(policy(Some(status)), &ctx).await;
+    api.get_source((StatusCode::OK, source_secret(&ca))).await;
+    api.get_target((StatusCode::OK, applied)).await;
+    api.list_ingresses().await;
+    api.expect_no_more().await;
+    task.await.unwrap().unwrap();
+    let second: Vec<&String> = api.seen.iter().skip(6).collect();
+    assert_eq!(second.len(), 3, "three reads and nothing else: {second:?}");
+    assert!(second.iter().all(|r| r.starts_with("GET ")), "{second:?}");
+}
+
+#[tokio::test]
+async fn missing_source_is_not_ready_and_writes_no_secret() {
+    let (ctx, mut api, registry) = context();
+    let task = reconcile(policy(None), &ctx).await;
+    api.get_source(not_found("secrets", "corp-ca")).await;
+    api.list_ingresses().await;
+    let status = api.patch_status().await;
+    let event = api.event().await;
+    task.await.unwrap().unwrap();
+    api.expect_no_more().await;
+
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "SourceNotFound");
+    let msg = ready["message"].as_str().unwrap();
+    assert!(
+        msg.contains("spec.trustAnchors[0]") && msg.contains("\"corp-ca\""),
+        "{msg}"
+    );
+    assert!(status.get("bundle").is_none(), "no bundle was ever written");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "SourceNotFound");
+    assert!(
+        !api.seen.iter().any(|r| r.starts_with("PATCH /api/v1")),
+        "{:?}",
+        api.seen
+    );
+    assert!(
+        telemetry::render(&registry)
+            .contains("tlsward_operator_reconcile_failures_total{reason=\"SourceNotFound\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn fixing_the_source_updates_the_bundle_and_a_break_keeps_it() {
+    let (ctx, mut api, _) = context();
+    let old_ca = ca_pem("Corp Clients CA 2025");
+    let (applied, good_status) = first_reconcile(&ctx, &mut api, &old_ca).await;
+
+    // The source Secret now holds garbage: not ready, Secret untouched.
+    let task = reconcile(policy(Some(good_status.clone())), &ctx).await;
+    api.get_source((StatusCode::OK, source_secret("not a certificate")))
+        .await;
+    api.list_ingresses().await;
+    let broken = api.patch_status().await;
+    api.event().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(broken["conditions"][0]["status"], "False");
+    assert_eq!(broken["conditions"][0]["reason"], "InvalidCertificate");
+    assert_eq!(
+        broken["bundle"], good_status["bundle"],
+        "the last good bundle stays reported"
+    );
+    assert!(
+        !api.seen
+            .iter()
+            .skip(6)
+            .any(|r| r.starts_with("PATCH /api/v1")),
+        "{:?}",
+        api.seen
+    );
+
+    // Rotated to a new CA: the Secret and status follow.
+    let new_ca = ca_pem("Corp Clients CA 2026");
+    let task = reconcile(policy(Some(broken)), &ctx).await;
+    api.get_source((StatusCode::OK, source_secret(&new_ca)))
+        .await;
+    api.get_target((StatusCode::OK, applied.clone())).await;
+    let reapplied = api.apply_target().await;
+    api.list_ingresses().await;
+    let fixed = api.patch_status().await;
+    let event = api.event().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(decode(&reapplied["data"], "ca.crt").trim(), new_ca.trim());
+    assert_ne!(
+        reapplied["metadata"]["annotations"][CONTENT_HASH_ANNOTATION],
+        applied["metadata"]["annotations"][CONTENT_HASH_ANNOTATION]
+    );
+    assert_eq!(fixed["conditions"][0]["status"], "True");
+    assert_eq!(
+        fixed["conditions"][0]["lastTransitionTime"],
+        "2026-11-23T00:00:00Z"
+    );
+    assert_ne!(
+        fixed["bundle"]["fingerprints"],
+        good_status["bundle"]["fingerprints"]
+    );
+    assert_eq!(event["reason"], "BundleUpdated");
+}
+
+#[tokio::test]
+async fn foreign_target_secret_is_a_conflict_and_not_overwritten() {
+    let (ctx, mut api, _) = context();
+    let ca = ca_pem("Corp Clients CA");
+    let task = reconcile(policy(None), &ctx).await;
+    api.get_source((StatusCode::OK, source_secret(&ca))).await;
+    api.get_target((
+        StatusCode::OK,
+        secret(
+            TARGET,
+            json!({"team": "payments"}),
+            json!({}),
+            json!({"ca.crt": "eA=="}),
+        ),
+    ))
+    .await;
+    api.list_ingresses().await;
+    let status = api.patch_status().await;
+    let event = api.event().await;
+    task.await.unwrap().unwrap();
+    api.expect_no_more().await;
+    assert_eq!(status["conditions"][0]["reason"], "TargetConflict");
+    assert!(
+        status["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.target.secretName")
+    );
+    assert_eq!(event["reason"], "TargetConflict");
+    assert!(
+        !api.seen.iter().any(|r| r.starts_with("PATCH /api/v1")),
+        "{:?}",
+        api.seen
+    );
+}
+
+#[tokio::test]
+async fn api_errors_are_retried() {
+    let (ctx, mut api, registry) = context();
+    let task = reconcile(policy(None), &ctx).await;
+    api.get_source((
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": 500}),
+    ))
+    .await;
+    let err = task.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("etcd timeout"), "{err}");
+    assert!(telemetry::render(&registry).contains("reason=\"ApiError\"} 1"));
+    let p = Arc::new(policy(None));
+    assert_eq!(
+        controller::error_policy(p.clone(), &err, ctx.clone()),
+        kube::runtime::controller::Action::requeue(Duration::from_secs(15))
+    );
+}
+
+#[test]
+fn source_changes_map_to_the_policies_that_read_them() {
+    use super::{SourceKind, policies_for_source};
+    let p = Arc::new(policy(None));
+    let policies = vec![p.clone()];
+    let none = std::collections::BTreeMap::new();
+    let hits = policies_for_source(&policies, SourceKind::Secret, NS, "corp-ca", &none);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].name, POLICY);
+    assert!(policies_for_source(&policies, SourceKind::ConfigMap, NS, "corp-ca", &none).is_empty());
+    assert!(
+        policies_for_source(&policies, SourceKind::Secret, "other", "corp-ca", &none).is_empty()
+    );
+    let owned = std::collections::BTreeMap::from([(POLICY_LABEL.to_string(), POLICY.to_string())]);
+    let hits = policies_for_source(&policies, SourceKind::Secret, NS, TARGET, &owned);
+    assert_eq!(
+        hits[0].name, POLICY,
+        "the bundle Secret maps back to its policy"
+    );
+}

@@ -1,0 +1,301 @@
+//! `tlsward operator`: turns ClientAuthPolicies into CA-bundle Secrets.
+//! [`controller`] holds the reconcile; this module wires watches, leader
+//! election and the admin port.
+
+pub mod controller;
+#[cfg(test)]
+mod fixtures;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use prometheus_client::registry::Registry;
+use tracing::{info, warn};
+
+use crate::admission::CLIENT_AUTH_ANNOTATION;
+use crate::clientauth::{ClientAuthPolicy, PemSource};
+use crate::labels::Selector;
+use crate::telemetry::{self, OperatorMetrics};
+use controller::{Context, POLICY_LABEL};
+
+/// How the operator is started.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OperatorArgs {
+    /// Plain-HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Namespace of the leader-election Lease (the pod's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tlsward")]
+    pub leader_election_namespace: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// Which kind of source object changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A Secret.
+    Secret,
+    /// A ConfigMap.
+    ConfigMap,
+}
+
+fn refers_to(src: &PemSource, kind: SourceKind, name: &str) -> bool {
+    let r = match kind {
+        SourceKind::Secret => src.secret_ref.as_ref(),
+        SourceKind::ConfigMap => src.config_map_ref.as_ref(),
+    };
+    r.is_some_and(|r| r.name == name)
+}
+
+/// The policies to reconcile when a Secret or ConfigMap changes: those that
+/// read it as a source, and (for a Secret) the one that owns it as its bundle.
+pub fn policies_for_source(
+    policies: &[Arc<ClientAuthPolicy>],
+    kind: SourceKind,
+    namespace: &str,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Vec<ObjectRef<ClientAuthPolicy>> {
+    let mut out: Vec<ObjectRef<ClientAuthPolicy>> = policies
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace))
+        .filter(|p| {
+            p.spec
+                .trust_anchors
+                .iter()
+                .chain(p.spec.revocation.iter())
+                .any(|s| refers_to(s, kind, name))
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect();
+    if kind == SourceKind::Secret
+        && let Some(owner) = labels.get(POLICY_LABEL)
+    {
+        out.push(ObjectRef::new(owner).within(namespace));
+    }
+    out
+}
+
+/// The policies whose boundIngresses an Ingress change may alter.
+pub fn policies_for_ingress(
+    policies: &[Arc<ClientAuthPolicy>],
+    ingress: &Ingress,
+) -> Vec<ObjectRef<ClientAuthPolicy>> {
+    let Some(ns) = ingress.namespace() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(name) = ingress.annotations().get(CLIENT_AUTH_ANNOTATION) {
+        out.push(ObjectRef::new(name.trim()).within(&ns));
+    }
+    for p in policies
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(&ns))
+    {
+        let selects = p
+            .spec
+            .ingress_selector
+            .as_ref()
+            .and_then(|s| Selector::compile(s).ok())
+            .is_some_and(|s| s.matches(ingress.labels()));
+        if selects {
+            out.push(ObjectRef::from_obj(p.as_ref()));
+        }
+    }
+    out
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+struct Admin {
+    registry: Registry,
+    ready: AtomicBool,
+}
+
+fn admin_router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(a): State<Arc<Admin>>| async move {
+                if a.ready.load(Ordering::Acquire) {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(a): State<Arc<Admin>>| async move {
+                (
+                    [(header::CONTENT_TYPE, telemetry::METRICS_CONTENT_TYPE)],
+                    telemetry::render(&a.registry),
+                )
+            }),
+        )
+        .with_state(admin)
+}
+
+/// Runs the controller over every namespace until `stop` resolves.
+async fn run_controller(
+    client: Client,
+    ctx: Arc<Context>,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let policies: Api<ClientAuthPolicy> = Api::all(client.clone());
+    let controller = Controller::new(policies, watcher::Config::default().any_semantic());
+    let store: Store<ClientAuthPolicy> = controller.store();
+    let (s1, s2, s3) = (store.clone(), store.clone(), store.clone());
+    // Deleted policies have no reconcile (no finalizer); retire their expiry
+    // series from the store's view instead.
+    let pruner = {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let live: std::collections::HashSet<(String, String)> = store
+                    .state()
+                    .iter()
+                    .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
+                    .collect();
+                controller::prune(&ctx, &live);
+            }
+        })
+    };
+    controller
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            move |s: Secret| {
+                let ns = s.namespace().unwrap_or_default();
+                policies_for_source(
+                    &s1.state(),
+                    SourceKind::Secret,
+                    &ns,
+                    &s.name_any(),
+                    s.labels(),
+                )
+            },
+        )
+        .watches(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default(),
+            move |c: ConfigMap| {
+                let ns = c.namespace().unwrap_or_default();
+                policies_for_source(
+                    &s2.state(),
+                    SourceKind::ConfigMap,
+                    &ns,
+                    &c.name_any(),
+                    c.labels(),
+                )
+            },
+        )
+        .watches(
+            Api::<Ingress>::all(client.clone()),
+            watcher::Config::default(),
+            move |i: Ingress| policies_for_ingress(&s3.state(), &i),
+        )
+        .graceful_shutdown_on(stop)
+        .run(controller::reconcile, controller::error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                warn!(error = %e, "controller");
+            }
+        })
+        .await;
+    pruner.abort();
+}
+
+/// Runs the operator: serves the admin port on every replica, reconciles only
+/// while holding the Lease, and exits when leadership is lost so a restart
+/// starts clean.
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(OperatorMetrics::register(&mut registry));
+    let admin = Arc::new(Admin {
+        registry,
+        ready: AtomicBool::new(false),
+    });
+    let listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
+    let router = admin_router(admin.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+    });
+    // Standby replicas are ready: they serve metrics and wait for the Lease.
+    admin.ready.store(true, Ordering::Release);
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("tlsward-operator-{}", std::process::id()));
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "tlsward-operator")
+        .with_namespace(&args.leader_election_namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .context("setting up the leader-election Lease")?;
+    let (mut leader, lease_task) = lease.watch().await;
+    info!(%identity, namespace = %args.leader_election_namespace, "waiting for leadership");
+    tokio::select! {
+        _ = shutdown_signal() => { drop(leader); let _ = lease_task.await; return Ok(()); }
+        r = async { while !*leader.borrow_and_update() { if leader.changed().await.is_err() { break; } } } => r,
+    }
+    info!(%identity, "leading: reconciling ClientAuthPolicies");
+    let recorder = Recorder::new(client.clone(), "tlsward-operator".into());
+    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics));
+    let mut lost = leader.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            _ = async { while *lost.borrow_and_update() { if lost.changed().await.is_err() { break; } } } => {
+                warn!("leadership lost: stopping");
+            },
+        }
+    };
+    run_controller(client, ctx, stop).await;
+    drop(leader);
+    let _ = lease_task.await;
+    info!("operator stopped");
+    Ok(())
+}
