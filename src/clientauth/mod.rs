@@ -177,7 +177,7 @@ pub struct ClientAuthPolicyStatus {
     pub observed_generation: Option<i64>,
     /// `Ready` is True when the bundle Secret holds this generation's
     /// anchors; its reason says why not (SourceNotFound, InvalidCertificate,
-    /// NoValidAnchors, TargetConflict).
+    /// InvalidCRL, NoValidAnchors, TargetConflict).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// What the bundle Secret holds now (the last good bundle, when Ready is False).

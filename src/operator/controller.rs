@@ -87,7 +87,8 @@ pub enum Error {
 /// Why the bundle could not be (re)written, as the Ready condition shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// SourceNotFound, InvalidCertificate, NoValidAnchors, TargetConflict.
+    /// SourceNotFound, InvalidCertificate, InvalidCRL, NoValidAnchors,
+    /// TargetConflict.
     pub reason: &'static str,
     /// Names the source and the fix.
     pub message: String,
