@@ -10,6 +10,7 @@ pub mod labels;
 pub mod manifests;
 pub mod operator;
 pub mod policy;
+pub mod proxy;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;

@@ -48,6 +48,8 @@ enum Command {
     Webhook(tlsward::webhook::WebhookArgs),
     /// Reconcile ClientAuthPolicies into CA-bundle Secrets (in a cluster).
     Operator(tlsward::operator::OperatorArgs),
+    /// Serve Ingresses of class tlsward over HTTPS with per-host mutual TLS.
+    Proxy(tlsward::proxy::ProxyArgs),
     /// Print the ClientAuthPolicy CustomResourceDefinition (YAML).
     Crd,
     /// Print the AdmissionReview the API server would send for each object,
@@ -106,6 +108,12 @@ fn main() -> ExitCode {
             &cli.log_level,
             "webhook",
             tlsward::webhook::run(args),
+        ),
+        Command::Proxy(args) => serve(
+            cli.log_format,
+            &cli.log_level,
+            "proxy",
+            tlsward::proxy::run(args),
         ),
         Command::Operator(args) => serve(
             cli.log_format,

@@ -62,7 +62,7 @@ fn is_manifest(p: &Path) -> bool {
 
 /// Expands directories (recursively, sorted, manifest extensions only) and
 /// keeps files and `-` as given.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
     let mut out = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" || !p.is_dir() {

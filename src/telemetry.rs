@@ -216,3 +216,102 @@ impl OperatorMetrics {
         m
     }
 }
+
+/// Labels of the handshake counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+    /// Empty on success; unknown_ca, expired, revoked, not_allowed,
+    /// no_certificate, unknown_sni, ... on failure.
+    pub reason: &'static str,
+}
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostCodeLabels {
+    /// The served host (`unknown` when none matched).
+    pub host: String,
+    /// The HTTP status code.
+    pub code: u16,
+}
+
+/// Labels of the certificate expiry gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    /// The served host.
+    pub host: String,
+    /// The TLS Secret, or the policy and anchor fingerprint.
+    pub secret: String,
+}
+
+/// The proxy's metrics.
+pub struct ProxyMetrics {
+    /// Requests by host and status code.
+    pub requests: Family<HostCodeLabels, Counter>,
+    /// Request latency, from head received to response head sent.
+    pub request_duration: Histogram,
+    /// TLS handshakes by result and reason.
+    pub handshakes: Family<HandshakeLabels, Counter>,
+    /// Connections open now.
+    pub active_connections: prometheus_client::metrics::gauge::Gauge,
+    /// Snapshot reloads by result (failure: some object was not applied).
+    pub reloads: Family<ReloadLabels, Counter>,
+    /// Objects the current snapshot could not apply as written.
+    pub config_problems: prometheus_client::metrics::gauge::Gauge,
+    /// notAfter of every served certificate and trust anchor.
+    pub certificate_expiry: Family<ExpiryLabels, prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl ProxyMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            request_duration: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.5, 14),
+            ),
+            handshakes: Family::default(),
+            active_connections: Default::default(),
+            reloads: Family::default(),
+            config_problems: Default::default(),
+            certificate_expiry: Family::default(),
+        };
+        registry.register(
+            "tlsward_proxy_requests",
+            "Requests by host and status code",
+            m.requests.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_request_duration_seconds",
+            "Time from request head to response head",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_tls_handshakes",
+            "TLS handshakes by result and reason",
+            m.handshakes.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_active_connections",
+            "Client connections open now",
+            m.active_connections.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_reloads",
+            "Configuration reloads by result",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_config_problems",
+            "Objects the current configuration could not apply as written",
+            m.config_problems.clone(),
+        );
+        registry.register(
+            "tlsward_certificate_expiry_timestamp_seconds",
+            "notAfter of each served certificate and trust anchor, as a Unix timestamp",
+            m.certificate_expiry.clone(),
+        );
+        m
+    }
+}

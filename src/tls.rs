@@ -148,3 +148,145 @@ pub fn fingerprint(paths: &[PathBuf]) -> Option<[u8; 32]> {
     }
     Some(h.finalize().into())
 }
+
+/// Serves one fixed certificate (a host's own `ServerConfig`).
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Rejects chains longer than the policy's verifyDepth, then lets webpki do
+/// the real verification. Depth counts the client certificate: 1 means the
+/// anchor signs clients directly.
+#[derive(Debug)]
+struct DepthLimited {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    max_intermediates: usize,
+}
+
+impl rustls::server::danger::ClientCertVerifier for DepthLimited {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if intermediates.len() > self.max_intermediates {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A client-certificate verifier over trust anchors (DER) and CRLs (PEM).
+/// Anchors without a CRL stay usable: a policy lists CRLs only for the CAs
+/// that publish them.
+pub fn client_verifier(
+    anchors: &[Vec<u8>],
+    crl_pem: Option<&str>,
+    required: bool,
+    verify_depth: u8,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    use rustls_pki_types::CertificateRevocationListDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in anchors {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| format!("trust anchor refused by the TLS stack: {e}"))?;
+    }
+    let crls: Vec<CertificateRevocationListDer<'static>> = crl_pem
+        .map(|p| {
+            CertificateRevocationListDer::pem_slice_iter(p.as_bytes())
+                .filter_map(Result::ok)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .with_crls(crls)
+            .allow_unknown_revocation_status();
+    if !required {
+        builder = builder.allow_unauthenticated();
+    }
+    let inner = builder.build().map_err(|e| e.to_string())?;
+    Ok(Arc::new(DepthLimited {
+        inner,
+        max_intermediates: usize::from(verify_depth.max(1)) - 1,
+    }))
+}
+
+/// One host's TLS configuration: its certificate and, when bound to a
+/// policy, its client verifier. TLS 1.3 and 1.2, ALPN h2 and HTTP/1.1.
+pub fn host_server_config(
+    cert: Arc<CertifiedKey>,
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(FixedCert(cert)));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The metrics reason for a failed handshake.
+pub fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::NoCertificatesPresented) => "no_certificate",
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            C::UnknownIssuer | C::BadSignature | C::UnhandledCriticalExtension => "unknown_ca",
+            C::Expired | C::ExpiredContext { .. } => "expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
+            C::Revoked => "revoked",
+            C::ApplicationVerificationFailure => "chain_too_long",
+            _ => "bad_certificate",
+        },
+        Some(rustls::Error::PeerIncompatible(_)) | Some(rustls::Error::NoApplicationProtocol) => {
+            "incompatible"
+        }
+        Some(_) => "protocol_error",
+        None => "io_error",
+    }
+}

@@ -1,0 +1,334 @@
+//! `tlsward proxy`: the rustls ingress data plane. Sources build a
+//! [`world::World`]; [`snapshot::Snapshot::build`] turns it into serving
+//! state; [`server`] serves it.
+
+pub mod identity;
+pub mod routes;
+pub mod server;
+pub mod snapshot;
+pub mod world;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::manifests::{self, Document};
+use crate::telemetry::{self, ExpiryLabels, ProxyMetrics, ReloadLabels, ReloadResult};
+use server::{Limits, Shared};
+use snapshot::Snapshot;
+use world::World;
+
+/// How the proxy is started.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Serve from a directory of manifests (Ingress, Secret, ClientAuthPolicy,
+    /// Service, EndpointSlice), watched for changes.
+    #[arg(long)]
+    pub config_dir: PathBuf,
+    /// HTTPS address.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub https_listen: SocketAddr,
+    /// Plain-HTTP address; every request is redirected to HTTPS.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_listen: SocketAddr,
+    /// Port clients use for HTTPS, in redirects (443 behind a Service).
+    #[arg(long, default_value_t = 443)]
+    pub redirect_https_port: u16,
+    /// Plain-HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// The IngressClass name whose Ingresses are served.
+    #[arg(long, default_value = "tlsward")]
+    pub ingress_class: String,
+    /// How often the directory is checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub reload_interval_ms: u64,
+    /// TLS handshake timeout, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_timeout_seconds: u64,
+    /// Time allowed to send request headers, in seconds (slowloris guard).
+    #[arg(long, default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+    /// Largest request head, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 16384)]
+    pub max_connections: usize,
+    /// Upstream connect timeout, in seconds (502 after it).
+    #[arg(long, default_value_t = 5)]
+    pub upstream_connect_timeout_seconds: u64,
+    /// Upstream response-head timeout, in seconds (504 after it).
+    #[arg(long, default_value_t = 60)]
+    pub upstream_response_timeout_seconds: u64,
+    /// How long connections may drain on SIGTERM, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+}
+
+fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+/// Swaps in a new snapshot and brings the metrics in line with it.
+pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLabels>) {
+    let result = if next.problems.is_empty() {
+        ReloadResult::Success
+    } else {
+        ReloadResult::Failure
+    };
+    for p in &next.problems {
+        warn!(object = %p.object, problem = %p.message, "configuration problem");
+    }
+    shared
+        .metrics
+        .reloads
+        .get_or_create(&ReloadLabels { result })
+        .inc();
+    shared
+        .metrics
+        .config_problems
+        .set(next.problems.len() as i64);
+    let mut now_exported = HashSet::new();
+    for h in next.hosts() {
+        for e in &h.expiries {
+            let labels = ExpiryLabels {
+                host: h.host.clone(),
+                secret: e.secret.clone(),
+            };
+            shared
+                .metrics
+                .certificate_expiry
+                .get_or_create(&labels)
+                .set(e.not_after);
+            now_exported.insert(labels);
+        }
+    }
+    for gone in exported.difference(&now_exported) {
+        shared.metrics.certificate_expiry.remove(gone);
+    }
+    *exported = now_exported;
+    info!(
+        hosts = next.hosts().count(),
+        problems = next.problems.len(),
+        "configuration loaded"
+    );
+    shared.snapshot.store(Arc::new(next));
+}
+
+/// The directory source: re-reads changed files, keeping the last good
+/// objects of a file that stops parsing.
+pub struct DirectorySource {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, ([u8; 32], Vec<Document>)>,
+}
+
+impl DirectorySource {
+    /// A source over `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Reads what changed; returns the world when anything did.
+    pub fn poll(&mut self) -> Option<(World, Vec<world::Problem>)> {
+        use sha2::{Digest, Sha256};
+        let mut changed = false;
+        let mut problems = Vec::new();
+        let paths = manifests::expand(std::slice::from_ref(&self.dir)).unwrap_or_default();
+        let present: HashSet<&PathBuf> = paths.iter().collect();
+        let before = self.files.len();
+        self.files.retain(|p, _| present.contains(p));
+        changed |= self.files.len() != before;
+        for path in &paths {
+            let Ok(bytes) = std::fs::read(path) else {
+                continue;
+            };
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            if self.files.get(path).is_some_and(|(h, _)| *h == hash) {
+                continue;
+            }
+            let shown = path.display().to_string();
+            match manifests::parse_text(&shown, &String::from_utf8_lossy(&bytes)) {
+                Ok(docs) => {
+                    self.files.insert(path.clone(), (hash, docs));
+                    changed = true;
+                }
+                Err(e) => {
+                    // Keep the file's previous objects; remember the hash so
+                    // the same broken content is reported once.
+                    let kept = self.files.remove(path).map(|(_, d)| d).unwrap_or_default();
+                    self.files.insert(path.clone(), (hash, kept));
+                    problems.push(world::Problem {
+                        object: shown,
+                        message: format!("{e}; keeping its previous objects"),
+                    });
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return None;
+        }
+        let docs: Vec<Document> = self
+            .files
+            .values()
+            .flat_map(|(_, d)| d.iter().cloned())
+            .collect();
+        let (world, mut decode_problems) = World::from_documents(&docs);
+        problems.append(&mut decode_problems);
+        Some((world, problems))
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+struct Admin {
+    registry: Registry,
+    ready: AtomicBool,
+}
+
+fn admin_router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(a): State<Arc<Admin>>| async move {
+                if a.ready.load(Ordering::Acquire) {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no configuration loaded yet\n",
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(a): State<Arc<Admin>>| async move {
+                (
+                    [(header::CONTENT_TYPE, telemetry::METRICS_CONTENT_TYPE)],
+                    telemetry::render(&a.registry),
+                )
+            }),
+        )
+        .with_state(admin)
+}
+
+/// Runs the proxy until SIGTERM, then drains connections.
+pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let metrics = ProxyMetrics::register(&mut registry);
+    let limits = Limits {
+        handshake_timeout: Duration::from_secs(args.handshake_timeout_seconds),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        max_header_bytes: args.max_header_bytes,
+        max_connections: args.max_connections,
+        upstream_connect_timeout: Duration::from_secs(args.upstream_connect_timeout_seconds),
+        upstream_response_timeout: Duration::from_secs(args.upstream_response_timeout_seconds),
+    };
+    let shared = Shared::new(metrics, limits);
+    let admin = Arc::new(Admin {
+        registry,
+        ready: AtomicBool::new(false),
+    });
+
+    let https = tokio::net::TcpListener::bind(args.https_listen)
+        .await
+        .with_context(|| format!("binding --https-listen {}", args.https_listen))?;
+    let http = tokio::net::TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("binding --http-listen {}", args.http_listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    {
+        let router = admin_router(admin.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(admin_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        });
+    }
+
+    // The first snapshot is built before serving, so /readyz means "serving".
+    let mut source = DirectorySource::new(&args.config_dir);
+    let mut exported = HashSet::new();
+    let (world, problems) = source.poll().unwrap_or_default();
+    let mut first = Snapshot::build(&world, &args.ingress_class, &Snapshot::default(), now());
+    first.problems.splice(0..0, problems);
+    publish(&shared, first, &mut exported);
+    admin.ready.store(true, Ordering::Release);
+    {
+        let shared = shared.clone();
+        let class = args.ingress_class.clone();
+        let interval = Duration::from_millis(args.reload_interval_ms.max(20));
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {},
+                    _ = stop.changed() => return,
+                }
+                if let Some((world, problems)) = source.poll() {
+                    let previous = shared.snapshot.load_full();
+                    let mut next = Snapshot::build(&world, &class, &previous, now());
+                    next.problems.splice(0..0, problems);
+                    publish(&shared, next, &mut exported);
+                }
+            }
+        });
+    }
+
+    info!(https = %args.https_listen, http = %args.http_listen, dir = %args.config_dir.display(), "proxy serving");
+    let https_task = tokio::spawn(server::serve_https(https, shared.clone(), stop_rx.clone()));
+    let http_task = tokio::spawn(server::serve_redirect(
+        http,
+        args.redirect_https_port,
+        stop_rx.clone(),
+    ));
+    shutdown_signal().await;
+    info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let _ = https_task.await;
+    let _ = http_task.await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_seconds);
+    while shared.metrics.active_connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    info!("proxy stopped");
+    Ok(())
+}

@@ -1,0 +1,499 @@
+//! The data path: TCP -> ClientHello -> the host's TLS config -> handshake
+//! -> HTTP/1.1 or h2 -> misdirection and allow-list checks -> route ->
+//! upstream. The snapshot is read once per connection and once per request,
+//! so a reload never disturbs an established connection.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::LazyConfigAcceptor;
+use tracing::{debug, info, warn};
+
+use super::identity::{self, ClientIdentity};
+use super::snapshot::{HostEntry, Snapshot};
+use crate::clientauth::ForwardClientCert;
+use crate::telemetry::{HandshakeLabels, HostCodeLabels, ProxyMetrics};
+
+/// Response bodies: streamed from upstream or made here.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Resource limits of the data path.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed to receive request headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted.
+    pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Time allowed to connect to an endpoint (else 502).
+    pub upstream_connect_timeout: Duration,
+    /// Time allowed for the upstream's response head (else 504).
+    pub upstream_response_timeout: Duration,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The serving state, swapped whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Metrics.
+    pub metrics: ProxyMetrics,
+    /// Limits.
+    pub limits: Limits,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Shared {
+    /// Creates the shared state with an empty snapshot and a pooled client.
+    pub fn new(metrics: ProxyMetrics, limits: Limits) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .timer(TokioTimer::new())
+            .build(connector);
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            metrics,
+            limits,
+            client,
+        })
+    }
+}
+
+/// What a connection established at handshake time.
+struct Connection {
+    sni_host: Arc<HostEntry>,
+    identity: Option<ClientIdentity>,
+    /// Why the verified client is refused, if it is not on the allow-list.
+    refused: Option<String>,
+    peer: SocketAddr,
+}
+
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn handshake(metrics: &ProxyMetrics, result: &'static str, reason: &'static str) {
+    metrics
+        .handshakes
+        .get_or_create(&HandshakeLabels { result, reason })
+        .inc();
+}
+
+/// Serves HTTPS until `shutdown` flips, then lets connections drain.
+pub async fn serve_https(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let (tcp, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => { warn!(error = %e, "accept failed"); continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shared.metrics.active_connections.inc();
+            serve_connection(tcp, peer, &shared, shutdown).await;
+            shared.metrics.active_connections.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let limits = &shared.limits;
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = match tokio::time::timeout(limits.handshake_timeout, acceptor).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "no ClientHello");
+            handshake(&shared.metrics, "failure", "protocol_error");
+            return;
+        }
+        Err(_) => {
+            handshake(&shared.metrics, "failure", "timeout");
+            return;
+        }
+    };
+    let sni = start.client_hello().server_name().map(str::to_string);
+    let snapshot = shared.snapshot.load_full();
+    let Some(host) = sni.as_deref().and_then(|s| snapshot.lookup(s)).cloned() else {
+        debug!(%peer, sni = ?sni, "unknown SNI: refused");
+        handshake(&shared.metrics, "failure", "unknown_sni");
+        return;
+    };
+    let tls = match tokio::time::timeout(
+        limits.handshake_timeout,
+        start.into_stream(host.tls.clone()),
+    )
+    .await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            let reason = crate::tls::handshake_failure_reason(&e);
+            info!(%peer, host = %host.host, reason, error = %e, "TLS handshake refused");
+            handshake(&shared.metrics, "failure", reason);
+            return;
+        }
+        Err(_) => {
+            handshake(&shared.metrics, "failure", "timeout");
+            return;
+        }
+    };
+    let identity = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| ClientIdentity::from_der(c.as_ref()));
+    let refused = match (&host.allowed, &identity) {
+        (Some(list), Some(id)) if !identity::allowed(list, id) => Some(format!(
+            "client certificate {:?} is not allowed by ClientAuthPolicy {} for {}",
+            id.display_name(),
+            host.policy.as_deref().unwrap_or_default(),
+            host.host
+        )),
+        _ => None,
+    };
+    if refused.is_some() {
+        handshake(&shared.metrics, "failure", "not_allowed");
+    } else {
+        handshake(&shared.metrics, "success", "");
+    }
+    let conn = Arc::new(Connection {
+        sni_host: host,
+        identity,
+        refused,
+        peer,
+    });
+    let svc_shared = shared.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let (conn, shared) = (conn.clone(), svc_shared.clone());
+        async move { Ok::<_, Infallible>(handle(req, &conn, &shared).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32);
+    let served = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(served);
+    tokio::select! {
+        r = served.as_mut() => { if let Err(e) = r { debug!(%peer, error = %e, "connection ended"); } }
+        _ = shutdown.changed() => {
+            served.as_mut().graceful_shutdown();
+            let _ = served.await;
+        }
+    }
+}
+
+/// The host a request is for: `:authority` (h2) or `Host`, without port.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| {
+                    h.rsplit_once(':')
+                        .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+                        .map_or(h, |(h, _)| h)
+                        .to_string()
+                })
+        })?;
+    Some(crate::admission::hosts::normalize(&raw))
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Headers a client must never be able to set on its own.
+const IDENTITY_HEADERS: [&str; 3] = [
+    "x-forwarded-client-cert",
+    "client-cert",
+    "client-cert-chain",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove(header::TRANSFER_ENCODING);
+}
+
+async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let host = request_host(&req);
+    let snapshot = shared.snapshot.load();
+    let (resp, upstream) = route(req, host.as_deref(), conn, &snapshot, shared).await;
+    let status = resp.status().as_u16();
+    let host_label = host.clone().unwrap_or_default();
+    shared
+        .metrics
+        .requests
+        .get_or_create(&HostCodeLabels {
+            host: snapshot
+                .lookup(&host_label)
+                .map_or_else(|| "unknown".to_string(), |h| h.host.clone()),
+            code: status,
+        })
+        .inc();
+    let elapsed = started.elapsed();
+    shared
+        .metrics
+        .request_duration
+        .observe(elapsed.as_secs_f64());
+    info!(
+        target: "tlsward::access",
+        host = %host_label,
+        method = %method,
+        path = %path,
+        status,
+        duration_us = elapsed.as_micros() as u64,
+        client = %conn.identity.as_ref().map(ClientIdentity::display_name).unwrap_or_else(|| "-".into()),
+        peer = %conn.peer,
+        upstream = %upstream.unwrap_or_default(),
+        "request"
+    );
+    resp
+}
+
+async fn route(
+    mut req: Request<Incoming>,
+    host: Option<&str>,
+    conn: &Connection,
+    snapshot: &Snapshot,
+    shared: &Shared,
+) -> (Response<ProxyBody>, Option<String>) {
+    let Some(host) = host else {
+        return (
+            text(StatusCode::BAD_REQUEST, "missing Host header\n".into()),
+            None,
+        );
+    };
+    let target = match snapshot.lookup(host) {
+        // Connection coalescing must not let a client reach a host under
+        // another policy than the one its handshake was checked against.
+        Some(t) if t.policy == conn.sni_host.policy => t.clone(),
+        _ => {
+            return (
+                text(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!(
+                        "this connection was opened for {}; open a new connection for {host}\n",
+                        conn.sni_host.host
+                    ),
+                ),
+                None,
+            );
+        }
+    };
+    if let Some(why) = &conn.refused {
+        return (text(StatusCode::FORBIDDEN, format!("{why}\n")), None);
+    }
+    let Some(backend) = target.routes.lookup(req.uri().path()) else {
+        return (
+            text(
+                StatusCode::NOT_FOUND,
+                format!("no route for {} on {host}\n", req.uri().path()),
+            ),
+            None,
+        );
+    };
+    let Some(addr) = backend.pick() else {
+        return (
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no ready endpoints for {}\n", backend.name),
+            ),
+            None,
+        );
+    };
+    let upstream = Some(addr.to_string());
+
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let Ok(uri) = format!("http://{addr}{path_and_query}").parse() else {
+        return (
+            text(StatusCode::BAD_REQUEST, "bad request target\n".into()),
+            upstream,
+        );
+    };
+    *req.uri_mut() = uri;
+    *req.version_mut() = hyper::Version::HTTP_11;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    for h in IDENTITY_HEADERS {
+        headers.remove(h);
+    }
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(header::HOST, v.clone());
+        headers.insert("x-forwarded-host", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", conn.peer.ip()),
+        None => conn.peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if let Some(id) = &conn.identity {
+        match target.forward {
+            ForwardClientCert::Sanitize => {
+                if let Ok(v) = HeaderValue::from_str(&id.xfcc()) {
+                    headers.insert("x-forwarded-client-cert", v);
+                }
+            }
+            ForwardClientCert::Rfc9440 => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&id.der);
+                if let Ok(v) = HeaderValue::from_str(&format!(":{b64}:")) {
+                    headers.insert("client-cert", v);
+                }
+            }
+            ForwardClientCert::None => {}
+        }
+    }
+
+    let limits = &shared.limits;
+    match tokio::time::timeout(limits.upstream_response_timeout, shared.client.request(req)).await {
+        Ok(Ok(mut resp)) => {
+            strip_hop_by_hop(resp.headers_mut());
+            (resp.map(|b| b.boxed()), upstream)
+        }
+        Ok(Err(e)) => {
+            warn!(upstream = %addr, error = %e, "upstream failed");
+            (
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {} failed\n", backend.name),
+                ),
+                upstream,
+            )
+        }
+        Err(_) => (
+            text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("upstream {} did not answer in time\n", backend.name),
+            ),
+            upstream,
+        ),
+    }
+}
+
+/// Serves the plain-HTTP port: every request is redirected to HTTPS (308,
+/// so methods and bodies are kept).
+pub async fn serve_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            _ = shutdown.changed() => return,
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                let Some(host) = request_host(&req) else {
+                    return Ok::<_, Infallible>(text(
+                        StatusCode::BAD_REQUEST,
+                        "missing Host header\n".into(),
+                    ));
+                };
+                let port = if https_port == 443 {
+                    String::new()
+                } else {
+                    format!(":{https_port}")
+                };
+                let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                let mut r = text(StatusCode::PERMANENT_REDIRECT, String::new());
+                if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{pq}")) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                Ok(r)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,561 @@
+//! World -> Snapshot: every served host with its TLS configuration (server
+//! certificate + client verifier) and its routes. Pure apart from parsing
+//! certificates; built on every change and swapped in whole. A host whose
+//! new configuration is broken keeps its previous one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressServiceBackend};
+use kube::ResourceExt;
+use rustls::ServerConfig;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::routes::{Backend, PathKind, RouteTable};
+use super::world::{Problem, World};
+use crate::admission::{CLIENT_AUTH_ANNOTATION, hosts, ingress_class};
+use crate::clientauth::bundle::{self, PemInput};
+use crate::clientauth::{
+    AllowedClients, ClientAuthMode, ClientAuthPolicy, ForwardClientCert, PemSource, PolicyIndex,
+};
+use crate::tls;
+
+/// Annotation on a Service naming its endpoints directly (`host:port`,
+/// comma-separated), for directory mode without EndpointSlices.
+pub const UPSTREAM_ANNOTATION: &str = "tlsward.io/upstream";
+
+/// When a served certificate or trust anchor expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// The Secret (`ns/name`), or `ns/policy/anchor:<fingerprint>` for anchors.
+    pub secret: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+/// Everything needed to serve one host.
+#[derive(Debug)]
+pub struct HostEntry {
+    /// The host name (possibly `*.` wildcard), lower-case.
+    pub host: String,
+    /// `ns/name` of the Ingress that defined the host first.
+    pub ingress: String,
+    /// `ns/name` of the TLS Secret.
+    pub cert_secret: String,
+    /// `ns/name` of the bound ClientAuthPolicy.
+    pub policy: Option<String>,
+    /// The policy's allow-list, checked after the handshake.
+    pub allowed: Option<AllowedClients>,
+    /// How the client identity is passed upstream.
+    pub forward: ForwardClientCert,
+    /// Certificate and client verifier for handshakes on this host.
+    pub tls: Arc<ServerConfig>,
+    /// Path routes.
+    pub routes: RouteTable,
+    /// Served certificate and trust anchors, for expiry metrics.
+    pub expiries: Vec<Expiry>,
+}
+
+/// The proxy's whole serving state at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    exact: HashMap<String, Arc<HostEntry>>,
+    wildcard: HashMap<String, Arc<HostEntry>>,
+    /// What could not be served as written (and whether a last good config
+    /// was kept for it).
+    pub problems: Vec<Problem>,
+}
+
+impl Snapshot {
+    /// The host serving `name` (SNI or Host header): exact, then wildcard.
+    pub fn lookup(&self, name: &str) -> Option<&Arc<HostEntry>> {
+        let n = hosts::normalize(name);
+        self.exact
+            .get(&n)
+            .or_else(|| hosts::covering_wildcard(&n).and_then(|w| self.wildcard.get(&w)))
+    }
+
+    /// Every served host.
+    pub fn hosts(&self) -> impl Iterator<Item = &Arc<HostEntry>> {
+        self.exact.values().chain(self.wildcard.values())
+    }
+
+    fn insert(&mut self, entry: Arc<HostEntry>) {
+        if entry.host.starts_with("*.") {
+            self.wildcard.insert(entry.host.clone(), entry);
+        } else {
+            self.exact.insert(entry.host.clone(), entry);
+        }
+    }
+
+    fn exact_or_wildcard(&self, host: &str) -> Option<&Arc<HostEntry>> {
+        self.exact.get(host).or_else(|| self.wildcard.get(host))
+    }
+
+    /// Builds the next snapshot. `previous` supplies last good host configs
+    /// when a host's new one is broken; `now` is Unix seconds.
+    pub fn build(world: &World, class: &str, previous: &Snapshot, now: i64) -> Snapshot {
+        let idx = Index::new(world);
+        let mut next = Snapshot::default();
+        let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
+        let mut ingresses: Vec<&Ingress> = world
+            .ingresses
+            .iter()
+            .filter(|i| ingress_class(i) == Some(class))
+            .collect();
+        // Oldest first, as other controllers break ties.
+        ingresses.sort_by_key(|i| {
+            (
+                i.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                i.namespace(),
+                i.name_any(),
+            )
+        });
+        let policy_index = PolicyIndex::new(&world.policies);
+        for ing in ingresses {
+            add_ingress(ing, &idx, &policy_index, &mut drafts, &mut next.problems);
+        }
+        let mut certs: HashMap<String, Result<(Arc<rustls::sign::CertifiedKey>, i64), String>> =
+            HashMap::new();
+        let mut verifiers: HashMap<String, Result<PolicyTls, String>> = HashMap::new();
+        for (host, d) in drafts {
+            let built = build_host(&host, d, &idx, now, &mut certs, &mut verifiers);
+            match built {
+                Ok(entry) => next.insert(Arc::new(entry)),
+                Err(problem) => match previous.exact_or_wildcard(&host) {
+                    Some(last_good) => {
+                        next.problems.push(Problem {
+                            object: problem.object,
+                            message: format!(
+                                "{}; keeping the last good configuration for {host}",
+                                problem.message
+                            ),
+                        });
+                        next.insert(last_good.clone());
+                    }
+                    None => next.problems.push(Problem {
+                        object: problem.object,
+                        message: format!("{}; {host} is not served", problem.message),
+                    }),
+                },
+            }
+        }
+        next
+    }
+}
+
+/// Objects by namespace and name.
+struct Index<'a> {
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    config_maps: HashMap<(&'a str, &'a str), &'a ConfigMap>,
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    policies: HashMap<(&'a str, &'a str), &'a ClientAuthPolicy>,
+}
+
+fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
+    (
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+impl<'a> Index<'a> {
+    fn new(w: &'a World) -> Self {
+        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for s in &w.endpoint_slices {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+            {
+                slices
+                    .entry((
+                        s.metadata.namespace.as_deref().unwrap_or_default(),
+                        svc.as_str(),
+                    ))
+                    .or_default()
+                    .push(s);
+            }
+        }
+        Self {
+            secrets: w.secrets.iter().map(|s| (key(&s.metadata), s)).collect(),
+            config_maps: w
+                .config_maps
+                .iter()
+                .map(|c| (key(&c.metadata), c))
+                .collect(),
+            services: w.services.iter().map(|s| (key(&s.metadata), s)).collect(),
+            slices,
+            policies: w.policies.iter().map(|p| (key(&p.metadata), p)).collect(),
+        }
+    }
+}
+
+struct Draft {
+    ingress: String,
+    namespace: String,
+    secret: String,
+    policy: Option<String>,
+    routes: RouteTable,
+}
+
+fn add_ingress(
+    ing: &Ingress,
+    idx: &Index,
+    policies: &PolicyIndex,
+    drafts: &mut BTreeMap<String, Draft>,
+    problems: &mut Vec<Problem>,
+) {
+    let ns = ing.namespace().unwrap_or_default();
+    let id = format!("{ns}/{}", ing.name_any());
+    let object = format!("Ingress {id}");
+    let Some(spec) = ing.spec.as_ref() else {
+        return;
+    };
+    let policy = match ing.annotations().get(CLIENT_AUTH_ANNOTATION) {
+        Some(p) => Some(p.trim().to_string()),
+        None => {
+            let selecting = policies.selecting(&ns, ing.labels());
+            match selecting.as_slice() {
+                [] => None,
+                [one] => Some(one.to_string()),
+                many => {
+                    problems.push(Problem {
+                        object,
+                        message: format!(
+                            "selected by {} ClientAuthPolicies ({}); bind one with the {CLIENT_AUTH_ANNOTATION} annotation; not served",
+                            many.len(),
+                            many.join(", ")
+                        ),
+                    });
+                    return;
+                }
+            }
+        }
+    };
+    let tls = spec.tls.as_deref().unwrap_or_default();
+    let default_backend = spec
+        .default_backend
+        .as_ref()
+        .and_then(|b| b.service.as_ref())
+        .map(|svc| backend(idx, &ns, svc));
+    for rule in spec.rules.iter().flatten() {
+        let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
+            problems.push(Problem {
+                object: object.clone(),
+                message: "a rule without host is not served: the proxy serves HTTPS by SNI only"
+                    .into(),
+            });
+            continue;
+        };
+        let host = hosts::normalize(host);
+        let secret = tls.iter().find_map(|t| {
+            let name = t.secret_name.as_deref().filter(|s| !s.is_empty())?;
+            t.hosts
+                .iter()
+                .flatten()
+                .any(|h| {
+                    let h = hosts::normalize(h);
+                    h == host || hosts::covering_wildcard(&host).as_deref() == Some(h.as_str())
+                })
+                .then(|| name.to_string())
+        });
+        let Some(secret) = secret else {
+            problems.push(Problem {
+                object: object.clone(),
+                message: format!(
+                    "host {host:?} is not covered by spec.tls; not served (HTTPS only)"
+                ),
+            });
+            continue;
+        };
+        let draft = drafts.entry(host.clone()).or_insert_with(|| Draft {
+            ingress: id.clone(),
+            namespace: ns.clone(),
+            secret: secret.clone(),
+            policy: policy.clone(),
+            routes: RouteTable::default(),
+        });
+        if draft.namespace != ns || draft.secret != secret || draft.policy != policy {
+            problems.push(Problem {
+                object: object.clone(),
+                message: format!(
+                    "host {host:?} is already served by Ingress {} with a different namespace, Secret or ClientAuthPolicy; this Ingress's rules for it are ignored",
+                    draft.ingress
+                ),
+            });
+            continue;
+        }
+        for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+            let Some(svc) = p.backend.service.as_ref() else {
+                continue;
+            };
+            let kind = if p.path_type == "Exact" {
+                PathKind::Exact
+            } else {
+                PathKind::Prefix
+            };
+            draft.routes.add(
+                kind,
+                p.path.as_deref().unwrap_or("/"),
+                backend(idx, &ns, svc),
+            );
+        }
+        if let Some(b) = &default_backend {
+            draft.routes.set_default(b.clone());
+        }
+    }
+}
+
+/// Resolves a Service port to endpoints: the `tlsward.io/upstream`
+/// annotation, or the Service's EndpointSlices (ready endpoints only).
+fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
+    let port = svc.port.as_ref();
+    let port_label = port
+        .and_then(|p| p.number.map(|n| n.to_string()).or(p.name.clone()))
+        .unwrap_or_default();
+    let name = format!("{ns}/{}:{port_label}", svc.name);
+    let Some(service) = idx.services.get(&(ns, svc.name.as_str())) else {
+        return Backend::new(name, Vec::new());
+    };
+    if let Some(list) = service.annotations().get(UPSTREAM_ANNOTATION) {
+        let eps = list
+            .split(',')
+            .filter_map(|a| a.trim().parse::<SocketAddr>().ok())
+            .collect();
+        return Backend::new(name, eps);
+    }
+    let service_port = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|ports| {
+            ports.iter().find(|sp| match port {
+                Some(p) if p.number.is_some() => p.number == Some(sp.port),
+                Some(p) => p.name.is_some() && p.name == sp.name,
+                None => true,
+            })
+        });
+    let port_name = service_port.and_then(|p| p.name.clone());
+    let mut eps = Vec::new();
+    for slice in idx
+        .slices
+        .get(&(ns, svc.name.as_str()))
+        .into_iter()
+        .flatten()
+    {
+        let Some(number) = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name == port_name)
+            .and_then(|p| p.port)
+        else {
+            continue;
+        };
+        for ep in &slice.endpoints {
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            for a in &ep.addresses {
+                if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+                    eps.push(SocketAddr::new(ip, number as u16));
+                }
+            }
+        }
+    }
+    eps.sort();
+    Backend::new(name, eps)
+}
+
+#[derive(Clone)]
+struct PolicyTls {
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed: Option<AllowedClients>,
+    forward: ForwardClientCert,
+    anchors: Vec<Expiry>,
+}
+
+fn read_source(
+    idx: &Index,
+    ns: &str,
+    field: &str,
+    src: &PemSource,
+    default_key: &str,
+) -> Result<PemInput, String> {
+    if let Some(r) = &src.secret_ref {
+        let key = r.key.as_deref().unwrap_or(default_key);
+        let s = idx
+            .secrets
+            .get(&(ns, r.name.as_str()))
+            .ok_or_else(|| format!("{field}: Secret {ns}/{} not found", r.name))?;
+        let data = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .ok_or_else(|| format!("{field}: Secret {ns}/{} has no key {key:?}", r.name))?;
+        return Ok(PemInput::new(
+            format!("{field} (Secret {}, key {key})", r.name),
+            String::from_utf8_lossy(&data.0),
+        ));
+    }
+    if let Some(r) = &src.config_map_ref {
+        let key = r.key.as_deref().unwrap_or(default_key);
+        let c = idx
+            .config_maps
+            .get(&(ns, r.name.as_str()))
+            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{} not found", r.name))?;
+        let data = c
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{} has no key {key:?}", r.name))?;
+        return Ok(PemInput::new(
+            format!("{field} (ConfigMap {}, key {key})", r.name),
+            data.clone(),
+        ));
+    }
+    src.inline
+        .as_ref()
+        .map(|pem| PemInput::new(format!("{field} (inline)"), pem.clone()))
+        .ok_or_else(|| format!("{field}: set exactly one of secretRef, configMapRef or inline"))
+}
+
+fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, String> {
+    let p = idx
+        .policies
+        .get(&(ns, name))
+        .ok_or_else(|| format!("bound to ClientAuthPolicy {ns}/{name}, which does not exist"))?;
+    let anchors = p
+        .spec
+        .trust_anchors
+        .iter()
+        .enumerate()
+        .map(|(i, s)| read_source(idx, ns, &format!("spec.trustAnchors[{i}]"), s, "ca.crt"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let crls = p
+        .spec
+        .revocation
+        .iter()
+        .enumerate()
+        .map(|(i, s)| read_source(idx, ns, &format!("spec.revocation[{i}]"), s, "ca.crl"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let b = bundle::build(&anchors, &crls, now)
+        .map_err(|e| format!("ClientAuthPolicy {ns}/{name}: {e}"))?;
+    let ders: Vec<Vec<u8>> = b.anchors.iter().map(|a| a.der.clone()).collect();
+    let verifier = tls::client_verifier(
+        &ders,
+        b.crl_pem.as_deref(),
+        p.spec.mode == ClientAuthMode::Require,
+        p.spec.verify_depth,
+    )
+    .map_err(|e| format!("ClientAuthPolicy {ns}/{name}: {e}"))?;
+    Ok(PolicyTls {
+        verifier,
+        allowed: p.spec.allowed_clients.clone(),
+        forward: p.spec.forward_client_cert,
+        anchors: b
+            .anchors
+            .iter()
+            .map(|a| Expiry {
+                secret: format!(
+                    "{ns}/{name}/anchor:{}",
+                    a.fingerprint
+                        .trim_start_matches("sha256:")
+                        .get(..16)
+                        .unwrap_or_default()
+                ),
+                not_after: a.not_after,
+            })
+            .collect(),
+    })
+}
+
+fn server_cert(
+    idx: &Index,
+    ns: &str,
+    name: &str,
+) -> Result<(Arc<rustls::sign::CertifiedKey>, i64), String> {
+    let s = idx
+        .secrets
+        .get(&(ns, name))
+        .ok_or_else(|| format!("TLS Secret {ns}/{name} not found"))?;
+    let data = s.data.clone().unwrap_or_default();
+    let get = |k: &str| {
+        data.get(k)
+            .map(|b| b.0.clone())
+            .ok_or_else(|| format!("TLS Secret {ns}/{name} has no {k}"))
+    };
+    let (crt, key) = (get("tls.crt")?, get("tls.key")?);
+    let label = format!("Secret {ns}/{name}");
+    let ck = tls::certified_key_from_pem(
+        &crt,
+        &key,
+        &format!("{label} tls.crt"),
+        &format!("{label} tls.key"),
+    )
+    .map_err(|e| e.to_string())?;
+    let not_after = ck
+        .cert
+        .first()
+        .and_then(|c| X509Certificate::from_der(c.as_ref()).ok())
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .unwrap_or_default();
+    Ok((Arc::new(ck), not_after))
+}
+
+fn build_host(
+    host: &str,
+    d: Draft,
+    idx: &Index,
+    now: i64,
+    certs: &mut HashMap<String, Result<(Arc<rustls::sign::CertifiedKey>, i64), String>>,
+    verifiers: &mut HashMap<String, Result<PolicyTls, String>>,
+) -> Result<HostEntry, Problem> {
+    let ns = d.namespace.as_str();
+    let secret_id = format!("{ns}/{}", d.secret);
+    let fail = |message: String| Problem {
+        object: format!("Ingress {}", d.ingress),
+        message,
+    };
+    let (cert, cert_not_after) = certs
+        .entry(secret_id.clone())
+        .or_insert_with(|| server_cert(idx, ns, &d.secret))
+        .clone()
+        .map_err(fail)?;
+    let policy = match &d.policy {
+        Some(name) => Some(
+            verifiers
+                .entry(format!("{ns}/{name}"))
+                .or_insert_with(|| policy_tls(idx, ns, name, now))
+                .clone()
+                .map_err(fail)?,
+        ),
+        None => None,
+    };
+    let config = tls::host_server_config(cert, policy.as_ref().map(|p| p.verifier.clone()))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut expiries = vec![Expiry {
+        secret: secret_id.clone(),
+        not_after: cert_not_after,
+    }];
+    expiries.extend(policy.iter().flat_map(|p| p.anchors.iter().cloned()));
+    Ok(HostEntry {
+        host: host.to_string(),
+        ingress: d.ingress,
+        cert_secret: secret_id,
+        policy: d.policy.as_ref().map(|p| format!("{ns}/{p}")),
+        allowed: policy.as_ref().and_then(|p| p.allowed.clone()),
+        forward: policy
+            .as_ref()
+            .map_or(ForwardClientCert::Sanitize, |p| p.forward),
+        tls: config,
+        routes: d.routes,
+        expiries,
+    })
+}
