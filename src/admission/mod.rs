@@ -380,7 +380,7 @@ fn advisories(review: &Review, ctx: &Context) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(name) = annotation(review.ingress, CLIENT_AUTH_ANNOTATION)
         && !name.trim().is_empty()
-        && ctx.known.get(review.namespace, name).is_none()
+        && ctx.known.get(review.namespace, name.trim()).is_none()
     {
         out.push(format!(
             "{CLIENT_AUTH_ANNOTATION} names ClientAuthPolicy {name:?}, which does not exist in namespace {:?} yet: clients are refused until it does",

@@ -91,7 +91,7 @@ pub enum NoteKind {
     DuplicateRemoved,
 }
 
-/// A non-fatal finding, for the policy's condition message and events.
+/// A non-fatal finding, reported in the policy's Ready condition message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
     /// What kind of finding this is.

@@ -24,10 +24,12 @@ pub mod bundle;
     shortname = "cap",
     status = "ClientAuthPolicyStatus",
     category = "tlsward",
+    doc = "Client-certificate policy (trust anchors, CRLs, allowed identities) for the Ingresses bound to it; the operator writes it into a CA-bundle Secret.",
+    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it becomes the tlsward.io/policy label value on the bundle Secret"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Certificates","type":"integer","jsonPath":".status.bundle.certificates"}"#,
-    printcolumn = r#"{"name":"NotAfter","type":"date","jsonPath":".status.bundle.notAfter"}"#,
+    printcolumn = r#"{"name":"NotAfter","type":"string","jsonPath":".status.bundle.notAfter"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -184,7 +186,8 @@ pub struct ClientAuthPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<BundleStatus>,
     /// Names of the Ingresses in this namespace bound to the policy.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always written, so a merge patch can empty it.
+    #[serde(default)]
     pub bound_ingresses: Vec<String>,
 }
 
@@ -277,7 +280,7 @@ pub struct PolicyIndex {
 
 impl PolicyIndex {
     /// Builds the index. Policies with an invalid selector are still bound by
-    /// name; their selector is ignored (the operator reports it).
+    /// name; their selector is ignored (the CRD schema cannot check operators).
     pub fn new<'a>(policies: impl IntoIterator<Item = &'a ClientAuthPolicy>) -> Self {
         let mut idx = PolicyIndex::default();
         for p in policies {

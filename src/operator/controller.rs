@@ -270,6 +270,20 @@ fn is_ours(secret: &Secret, policy: &ClientAuthPolicy) -> bool {
     secret.labels().get(POLICY_LABEL) == Some(&policy.name_any())
 }
 
+/// Whether the Secret already holds exactly this bundle: the hash skips the
+/// comparison's cost in the common case, the data check repairs hand edits.
+fn is_current(secret: &Secret, bundle: &Bundle) -> bool {
+    let data = secret.data.clone().unwrap_or_default();
+    let matches = |key: &str, want: Option<&str>| match (data.get(key), want) {
+        (Some(have), Some(want)) => have.0 == want.as_bytes(),
+        (None, None) => true,
+        _ => false,
+    };
+    secret.annotations().get(CONTENT_HASH_ANNOTATION) == Some(&bundle.content_hash())
+        && matches("ca.crt", Some(&bundle.ca_pem))
+        && matches("ca.crl", bundle.crl_pem.as_deref())
+}
+
 /// Names of the Ingresses bound to the policy, sorted.
 async fn bound_ingresses(
     policy: &ClientAuthPolicy,
@@ -321,7 +335,11 @@ fn ready_condition(
     }
 }
 
-fn summary(secret_name: &str, bundle: &Bundle, crls: usize) -> BundleStatus {
+fn summary(secret_name: &str, bundle: &Bundle) -> BundleStatus {
+    let crls = bundle
+        .crl_pem
+        .as_deref()
+        .map_or(0, |p| p.matches("-----BEGIN X509 CRL-----").count());
     BundleStatus {
         secret_name: secret_name.to_string(),
         certificates: bundle.anchors.len() as u32,
@@ -495,9 +513,7 @@ async fn reconcile_inner(
                     ),
                 });
             }
-            Some(s)
-                if s.annotations().get(CONTENT_HASH_ANNOTATION) == Some(&bundle.content_hash()) => {
-            }
+            Some(s) if is_current(&s, bundle) => {}
             _ => {
                 let desired = desired_secret(policy, &target, ns, bundle);
                 secrets
@@ -525,7 +541,7 @@ async fn reconcile_inner(
                 generation,
                 now,
             ),
-            Some(summary(&target, bundle, policy.spec.revocation.len())),
+            Some(summary(&target, bundle)),
             None,
         ),
         Err(f) => (

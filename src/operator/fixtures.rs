@@ -513,3 +513,43 @@ fn source_changes_map_to_the_policies_that_read_them() {
         "the bundle Secret maps back to its policy"
     );
 }
+
+#[tokio::test]
+async fn hand_edited_bundle_is_repaired() {
+    let (ctx, mut api, _) = context();
+    let ca = ca_pem("Corp Clients CA");
+    let (mut applied, status) = first_reconcile(&ctx, &mut api, &ca).await;
+    // Someone edits the data but leaves the hash annotation alone.
+    applied["data"]["ca.crt"] = json!(base64::engine::general_purpose::STANDARD.encode("tampered"));
+    let task = reconcile(policy(Some(status)), &ctx).await;
+    api.get_source((StatusCode::OK, source_secret(&ca))).await;
+    api.get_target((StatusCode::OK, applied)).await;
+    let repaired = api.apply_target().await;
+    api.list_ingresses().await;
+    api.event().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(decode(&repaired["data"], "ca.crt").trim(), ca.trim());
+}
+
+#[tokio::test]
+async fn last_bound_ingress_leaving_empties_the_list() {
+    let (ctx, mut api, _) = context();
+    let ca = ca_pem("Corp Clients CA");
+    let (applied, status) = first_reconcile(&ctx, &mut api, &ca).await;
+    let task = reconcile(policy(Some(status)), &ctx).await;
+    api.get_source((StatusCode::OK, source_secret(&ca))).await;
+    api.get_target((StatusCode::OK, applied)).await;
+    api.expect(
+        Method::GET,
+        &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses?"),
+        (StatusCode::OK, json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressList", "metadata": {}, "items": []})),
+    )
+    .await;
+    let patched = api.patch_status().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        patched["boundIngresses"],
+        json!([]),
+        "an explicit empty list, so the merge patch clears it"
+    );
+}

@@ -263,10 +263,13 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     // Standby replicas are ready: they serve metrics and wait for the Lease.
     admin.ready.store(true, Ordering::Release);
 
+    // Every replica needs its own identity: the pod name (POD_NAME, or the
+    // HOSTNAME Kubernetes sets), never the pid, which is 1 in each container.
     let identity = args
         .identity
         .clone()
-        .unwrap_or_else(|| format!("tlsward-operator-{}", std::process::id()));
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .context("no identity for the Lease: pass --identity or set POD_NAME")?;
     let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "tlsward-operator")
         .with_namespace(&args.leader_election_namespace)
         .with_identity(&identity)
@@ -279,7 +282,12 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     info!(%identity, namespace = %args.leader_election_namespace, "waiting for leadership");
     tokio::select! {
         _ = shutdown_signal() => { drop(leader); let _ = lease_task.await; return Ok(()); }
-        r = async { while !*leader.borrow_and_update() { if leader.changed().await.is_err() { break; } } } => r,
+        r = async {
+            while !*leader.borrow_and_update() {
+                leader.changed().await.map_err(|_| anyhow::anyhow!("the leader-election task stopped"))?;
+            }
+            Ok::<(), anyhow::Error>(())
+        } => r?,
     }
     info!(%identity, "leading: reconciling ClientAuthPolicies");
     let recorder = Recorder::new(client.clone(), "tlsward-operator".into());
