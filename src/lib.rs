@@ -11,6 +11,7 @@ pub mod manifests;
 pub mod operator;
 pub mod policy;
 pub mod proxy;
+pub mod quickstart;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;

