@@ -261,7 +261,7 @@ pub async fn run(a: QuickstartArgs) -> anyhow::Result<()> {
     let up = upstream().await?;
     prepare(&a.dir, up)?;
     let args = crate::proxy::ProxyArgs {
-        config_dir: a.dir.join("config"),
+        config_dir: Some(a.dir.join("config")),
         https_listen: SocketAddr::from(([127, 0, 0, 1], a.https_port)),
         http_listen: SocketAddr::from(([127, 0, 0, 1], a.http_port)),
         redirect_https_port: a.https_port,

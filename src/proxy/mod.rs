@@ -3,6 +3,7 @@
 //! state; [`server`] serves it.
 
 pub mod identity;
+pub mod kube_source;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
@@ -34,9 +35,10 @@ use world::World;
 #[derive(Clone, Debug, clap::Args)]
 pub struct ProxyArgs {
     /// Serve from a directory of manifests (Ingress, Secret, ClientAuthPolicy,
-    /// Service, EndpointSlice), watched for changes.
+    /// Service, EndpointSlice), watched for changes. Without it, the proxy
+    /// watches the cluster (in-cluster config or KUBECONFIG).
     #[arg(long)]
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
     /// HTTPS address.
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub https_listen: SocketAddr,
@@ -212,7 +214,7 @@ async fn shutdown_signal() {
 
 struct Admin {
     registry: Registry,
-    ready: AtomicBool,
+    ready: Arc<AtomicBool>,
 }
 
 fn admin_router(admin: Arc<Admin>) -> Router {
@@ -243,6 +245,43 @@ fn admin_router(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
+/// Loads the directory once before serving (so /readyz means "serving"),
+/// then polls it.
+fn start_directory_source(
+    dir: &Path,
+    args: &ProxyArgs,
+    shared: &Arc<Shared>,
+    ready: &AtomicBool,
+    stop_rx: &watch::Receiver<bool>,
+) {
+    let mut source = DirectorySource::new(dir);
+    let mut exported = HashSet::new();
+    let (world, problems) = source.poll().unwrap_or_default();
+    let mut first = Snapshot::build(&world, &args.ingress_class, &Snapshot::default(), now());
+    first.problems.splice(0..0, problems);
+    publish(shared, first, &mut exported);
+    ready.store(true, Ordering::Release);
+    let shared = shared.clone();
+    let class = args.ingress_class.clone();
+    let interval = Duration::from_millis(args.reload_interval_ms.max(20));
+    let mut stop = stop_rx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {},
+                _ = stop.changed() => return,
+            }
+            if let Some((world, problems)) = source.poll() {
+                let previous = shared.snapshot.load_full();
+                let mut next = Snapshot::build(&world, &class, &previous, now());
+                next.problems.splice(0..0, problems);
+                publish(&shared, next, &mut exported);
+            }
+        }
+    });
+}
+
 /// Runs the proxy until SIGTERM, then drains connections.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
@@ -256,9 +295,10 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         upstream_response_timeout: Duration::from_secs(args.upstream_response_timeout_seconds),
     };
     let shared = Shared::new(metrics, limits);
+    let ready = Arc::new(AtomicBool::new(false));
     let admin = Arc::new(Admin {
         registry,
-        ready: AtomicBool::new(false),
+        ready: ready.clone(),
     });
 
     let https = tokio::net::TcpListener::bind(args.https_listen)
@@ -283,37 +323,23 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         });
     }
 
-    // The first snapshot is built before serving, so /readyz means "serving".
-    let mut source = DirectorySource::new(&args.config_dir);
-    let mut exported = HashSet::new();
-    let (world, problems) = source.poll().unwrap_or_default();
-    let mut first = Snapshot::build(&world, &args.ingress_class, &Snapshot::default(), now());
-    first.problems.splice(0..0, problems);
-    publish(&shared, first, &mut exported);
-    admin.ready.store(true, Ordering::Release);
-    {
-        let shared = shared.clone();
-        let class = args.ingress_class.clone();
-        let interval = Duration::from_millis(args.reload_interval_ms.max(20));
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {},
-                    _ = stop.changed() => return,
-                }
-                if let Some((world, problems)) = source.poll() {
-                    let previous = shared.snapshot.load_full();
-                    let mut next = Snapshot::build(&world, &class, &previous, now());
-                    next.problems.splice(0..0, problems);
-                    publish(&shared, next, &mut exported);
-                }
-            }
-        });
+    match &args.config_dir {
+        Some(dir) => start_directory_source(dir, &args, &shared, &ready, &stop_rx),
+        None => {
+            let client = kube::Client::try_default().await.context(
+                "no --config-dir, and no Kubernetes API reachable (in-cluster or KUBECONFIG)",
+            )?;
+            tokio::spawn(kube_source::run(
+                client,
+                args.ingress_class.clone(),
+                shared.clone(),
+                ready.clone(),
+                now,
+            ));
+        }
     }
 
-    info!(https = %args.https_listen, http = %args.http_listen, dir = %args.config_dir.display(), "proxy serving");
+    info!(https = %args.https_listen, http = %args.http_listen, source = %args.config_dir.as_ref().map_or("kubernetes".into(), |d| d.display().to_string()), "proxy serving");
     let https_task = tokio::spawn(server::serve_https(https, shared.clone(), stop_rx.clone()));
     let http_task = tokio::spawn(server::serve_redirect(
         http,

@@ -45,6 +45,8 @@ pub struct HostEntry {
     pub ingress: String,
     /// `ns/name` of the TLS Secret.
     pub cert_secret: String,
+    /// Hex SHA-256 of the served leaf certificate, to tell rotations apart.
+    pub cert_sha256: String,
     /// `ns/name` of the bound ClientAuthPolicy.
     pub policy: Option<String>,
     /// The policy's allow-list, checked after the handshake.
@@ -538,6 +540,17 @@ fn build_host(
         ),
         None => None,
     };
+    let cert_sha256 = cert
+        .cert
+        .first()
+        .map(|c| {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(c.as_ref())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .unwrap_or_default();
     let config = tls::host_server_config(cert, policy.as_ref().map(|p| p.verifier.clone()))
         .map_err(|e| fail(e.to_string()))?;
     let mut expiries = vec![Expiry {
@@ -549,6 +562,7 @@ fn build_host(
         host: host.to_string(),
         ingress: d.ingress,
         cert_secret: secret_id,
+        cert_sha256,
         policy: d.policy.as_ref().map(|p| format!("{ns}/{p}")),
         allowed: policy.as_ref().and_then(|p| p.allowed.clone()),
         forward: policy
