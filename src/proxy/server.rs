@@ -226,7 +226,7 @@ async fn serve_connection(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32);
-    let served = builder.serve_connection(TokioIo::new(tls), service);
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(served);
     tokio::select! {
         r = served.as_mut() => { if let Err(e) = r { debug!(%peer, error = %e, "connection ended"); } }
@@ -274,6 +274,18 @@ const IDENTITY_HEADERS: [&str; 3] = [
     "client-cert",
     "client-cert-chain",
 ];
+
+/// `Connection: upgrade` with an `Upgrade` protocol (HTTP/1.1 only).
+fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     let named: Vec<HeaderName> = h
@@ -397,8 +409,17 @@ async fn route(
     };
     *req.uri_mut() = uri;
     *req.version_mut() = hyper::Version::HTTP_11;
+    // An HTTP/1.1 upgrade (websocket) keeps its Upgrade header end to end.
+    let upgrade = wants_upgrade(req.headers())
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
+    let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    if let Some(u) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u.clone());
+    }
     for h in IDENTITY_HEADERS {
         headers.remove(h);
     }
@@ -434,6 +455,18 @@ async fn route(
     let limits = &shared.limits;
     match tokio::time::timeout(limits.upstream_response_timeout, shared.client.request(req)).await {
         Ok(Ok(mut resp)) => {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client_side) = client_side
+            {
+                let upstream_side = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    if let (Ok(c), Ok(u)) = (client_side.await, upstream_side.await) {
+                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                });
+                return (resp.map(|b| b.boxed()), upstream);
+            }
             strip_hop_by_hop(resp.headers_mut());
             (resp.map(|b| b.boxed()), upstream)
         }
