@@ -32,6 +32,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use tlsward::admission::{self, Context, Review};
 use tlsward::clientauth::{ClientAuthPolicy, PolicyIndex};
 use tlsward::policy::IngressTlsPolicy;
+use tlsward::webhook::Snapshot;
 use tlsward::webhook::review::{Hook, decide};
 
 /// The size of the large policy set.
@@ -156,27 +157,34 @@ fn body(hosts: usize) -> Vec<u8> {
     serde_json::to_vec(&review).expect("AdmissionReview serializes")
 }
 
-fn webhook_decision(c: &mut Criterion, policy: &IngressTlsPolicy, one: &PolicyIndex) {
-    let many = policy_index(MANY);
-    let one_ctx = context(policy, one);
-    let many_ctx = context(policy, &many);
+fn snapshot(policy: &IngressTlsPolicy, count: usize) -> Snapshot {
+    let policies: Vec<ClientAuthPolicy> = common::client_auth_policies(count)
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("fixture ClientAuthPolicy decodes"))
+        .collect();
+    Snapshot::new(policy.clone(), &policies)
+}
+
+fn webhook_decision(c: &mut Criterion, policy: &IngressTlsPolicy) {
+    let one = snapshot(policy, 1);
+    let many = snapshot(policy, MANY);
     let small = body(1);
     let large = body(50);
 
     let mut g = c.benchmark_group("decide");
-    let cases: [(&str, Hook, &[u8], &Context); 4] = [
-        ("validate_1_host", Hook::Validate, &small, &one_ctx),
-        ("validate_50_hosts", Hook::Validate, &large, &one_ctx),
+    let cases: [(&str, Hook, &[u8], &Snapshot); 4] = [
+        ("validate_1_host", Hook::Validate, &small, &one),
+        ("validate_50_hosts", Hook::Validate, &large, &one),
         (
             "validate_1_host_10000_policies",
             Hook::Validate,
             &small,
-            &many_ctx,
+            &many,
         ),
-        ("mutate_1_host", Hook::Mutate, &small, &one_ctx),
+        ("mutate_1_host", Hook::Mutate, &small, &one),
     ];
-    for (name, hook, body, ctx) in cases {
-        let d = decide(hook, body, ctx).expect("fixture is an AdmissionReview");
+    for (name, hook, body, snap) in cases {
+        let d = decide(hook, body, snap, None).expect("fixture is an AdmissionReview");
         let expected = if hook == Hook::Validate {
             "allowed"
         } else {
@@ -184,13 +192,13 @@ fn webhook_decision(c: &mut Criterion, policy: &IngressTlsPolicy, one: &PolicyIn
         };
         assert_eq!(d.verdict, expected, "{name}: {:?}", d.response);
         g.bench_function(name, |b| {
-            b.iter(|| decide(black_box(hook), black_box(body), black_box(ctx)))
+            b.iter(|| decide(black_box(hook), black_box(body), black_box(snap), None))
         });
     }
     // What the handler does after deciding: encode the response.
     g.bench_function("validate_1_host_and_encode", |b| {
         b.iter(|| {
-            decide(Hook::Validate, black_box(&small), black_box(&one_ctx)).map(|d| d.to_json())
+            decide(Hook::Validate, black_box(&small), black_box(&one), None).map(|d| d.to_json())
         })
     });
     g.finish();
@@ -255,7 +263,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     core(&mut c, &policy, &one);
     index_scaling(&mut c, &policy, &one);
-    webhook_decision(&mut c, &policy, &one);
+    webhook_decision(&mut c, &policy);
     c.final_summary();
     // `cargo bench` passes --bench; `cargo test --benches` runs each
     // benchmark once in test mode, where there are no estimates to check.

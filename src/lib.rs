@@ -13,5 +13,7 @@ pub mod policy;
 pub mod proxy;
 pub mod quickstart;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod webhook;

@@ -6,7 +6,7 @@ pub mod review;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,6 +17,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
@@ -57,6 +60,11 @@ pub struct WebhookArgs {
     /// against, for running without a cluster; reloaded on change.
     #[arg(long = "client-auth-policies")]
     pub client_auth_policies: Vec<PathBuf>,
+    /// Read ClientAuthPolicies and Namespace labels from the cluster
+    /// (in-cluster config or KUBECONFIG), so bindings resolve and
+    /// `exemptions.namespaceSelector` applies.
+    #[arg(long, conflicts_with = "client_auth_policies")]
+    pub kubernetes: bool,
     /// How often files are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub reload_interval_ms: u64,
@@ -87,15 +95,17 @@ impl Snapshot {
         }
     }
 
-    /// The admission context. Namespace labels are unknown to the webhook:
-    /// label exemptions are enforced by the webhook configuration's
-    /// namespaceSelector, which the API server evaluates.
-    pub fn context(&self) -> Context<'_> {
+    /// The admission context, with the request namespace's labels when the
+    /// webhook watches the cluster.
+    pub fn context<'a>(
+        &'a self,
+        namespace_labels: Option<&'a std::collections::BTreeMap<String, String>>,
+    ) -> Context<'a> {
         Context {
             policy: &self.policy,
             namespace_exemption: self.namespace_exemption.as_ref(),
             known: &self.known,
-            namespace_labels: None,
+            namespace_labels,
         }
     }
 }
@@ -105,6 +115,77 @@ struct App {
     metrics: WebhookMetrics,
     registry: Registry,
     ready: AtomicBool,
+    cluster: Option<Cluster>,
+}
+
+/// The cluster's ClientAuthPolicies and Namespaces, kept by reflectors.
+struct Cluster {
+    policies: Store<ClientAuthPolicy>,
+    namespaces: Store<Namespace>,
+    /// Bumped on every policy event, so the reload loop rebuilds.
+    version: Arc<AtomicU64>,
+}
+
+impl Cluster {
+    /// Starts the reflectors; the returned future drives them.
+    fn watch(client: Client) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let (policies, pw) = reflector::store();
+        let (namespaces, nw) = reflector::store();
+        let version = Arc::new(AtomicU64::new(0));
+        let bump = version.clone();
+        let p = reflector::reflector(
+            pw,
+            watcher(
+                Api::<ClientAuthPolicy>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .for_each(move |e| {
+            if let Err(err) = e {
+                warn!(error = %err, "watching ClientAuthPolicies");
+            }
+            bump.fetch_add(1, Ordering::AcqRel);
+            async {}
+        });
+        let n = reflector::reflector(
+            nw,
+            watcher(Api::<Namespace>::all(client), watcher::Config::default()),
+        )
+        .default_backoff()
+        .for_each(|e| {
+            if let Err(err) = e {
+                warn!(error = %err, "watching Namespaces");
+            }
+            async {}
+        });
+        let drive = async move {
+            tokio::join!(p, n);
+        };
+        (
+            Self {
+                policies,
+                namespaces,
+                version,
+            },
+            drive,
+        )
+    }
+
+    async fn ready(&self) -> bool {
+        self.policies.wait_until_ready().await.is_ok()
+            && self.namespaces.wait_until_ready().await.is_ok()
+    }
+
+    fn policies(&self) -> Vec<ClientAuthPolicy> {
+        self.policies
+            .state()
+            .iter()
+            .map(|p| p.as_ref().clone())
+            .collect()
+    }
 }
 
 fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<IngressTlsPolicy> {
@@ -141,7 +222,12 @@ fn load_client_auth_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<ClientAuth
 fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
     let started = Instant::now();
     let snapshot = app.snapshot.load();
-    let result = review::decide(hook, body, &snapshot.context());
+    let lookup = |ns: &str| {
+        app.cluster
+            .as_ref()
+            .and_then(|c| c.namespaces.get(&ObjectRef::new(ns)))
+    };
+    let result = review::decide(hook, body, &snapshot, Some(&lookup));
     let elapsed = started.elapsed();
     app.metrics
         .duration
@@ -252,9 +338,15 @@ async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>)
     let policy_files: Vec<PathBuf> = args.policy.iter().cloned().collect();
     let known_files = manifest_files(&args.client_auth_policies);
     let mut cert_seen = tls::fingerprint(&cert_files);
+    let cluster_version = || {
+        app.cluster
+            .as_ref()
+            .map(|c| c.version.load(Ordering::Acquire))
+    };
     let mut policy_seen = (
         tls::fingerprint(&policy_files),
         tls::fingerprint(&known_files),
+        cluster_version(),
     );
     let mut tick = tokio::time::interval(Duration::from_millis(args.reload_interval_ms.max(50)));
     loop {
@@ -278,14 +370,16 @@ async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>)
         let now = (
             tls::fingerprint(&policy_files),
             tls::fingerprint(&known_files),
+            cluster_version(),
         );
         if now != policy_seen {
             policy_seen = now;
             let loaded = load_policy(args.policy.as_ref()).and_then(|p| {
-                Ok(Snapshot::new(
-                    p,
-                    &load_client_auth_policies(&args.client_auth_policies)?,
-                ))
+                let known = match &app.cluster {
+                    Some(c) => c.policies(),
+                    None => load_client_auth_policies(&args.client_auth_policies)?,
+                };
+                Ok(Snapshot::new(p, &known))
             });
             match loaded {
                 Ok(s) => {
@@ -347,11 +441,22 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let server_config = tls::server_config(cert.clone())?;
     let mut registry = Registry::default();
     let metrics = WebhookMetrics::register(&mut registry);
+    let cluster = if args.kubernetes {
+        let client = Client::try_default()
+            .await
+            .context("--kubernetes: no Kubernetes API reachable (in-cluster or KUBECONFIG)")?;
+        let (cluster, drive) = Cluster::watch(client);
+        tokio::spawn(drive);
+        Some(cluster)
+    } else {
+        None
+    };
     let app = Arc::new(App {
         snapshot: ArcSwap::from_pointee(snapshot),
         metrics,
         registry,
         ready: AtomicBool::new(false),
+        cluster,
     });
 
     let admin = tokio::net::TcpListener::bind(args.admin_listen)
@@ -379,8 +484,21 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     {
         let handle = handle.clone();
         let app = app.clone();
+        let policy_path = args.policy.clone();
         tokio::spawn(async move {
             if let Some(addr) = handle.listening().await {
+                // In a cluster, bindings and exemptions need the stores first.
+                if let Some(c) = &app.cluster {
+                    if !c.ready().await {
+                        return;
+                    }
+                    match load_policy(policy_path.as_ref()) {
+                        Ok(p) => app
+                            .snapshot
+                            .store(Arc::new(Snapshot::new(p, &c.policies()))),
+                        Err(e) => warn!(error = %format!("{e:#}"), "policy not loaded"),
+                    }
+                }
                 app.ready.store(true, Ordering::Release);
                 info!(%addr, "webhook listening");
             }
@@ -394,4 +512,117 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         .with_context(|| format!("serving on --listen {}", args.listen))?;
     info!("webhook stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use axum::http::{Request, Response};
+    use http_body_util::BodyExt;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::testing::api_server;
+
+    fn review(namespace: &str, annotations: Value) -> Vec<u8> {
+        let object = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "shop", "namespace": namespace, "annotations": annotations},
+            "spec": {"ingressClassName": "nginx", "tls": [{"hosts": ["a.example.com"], "secretName": "a-tls"}],
+                     "rules": [{"host": "a.example.com"}, {"host": "uncovered.example.com"}]}});
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
+                        "operation": "CREATE", "namespace": namespace, "name": "shop", "object": object}}))
+        .unwrap()
+    }
+
+    async fn answer(app: &App, hook: Hook, body: Vec<u8>) -> Value {
+        let resp = reply(app, hook, &body);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["response"].clone()
+    }
+
+    #[tokio::test]
+    async fn cluster_policies_and_namespace_labels_reach_admission() {
+        let ns = |name: &str, labels: Value| {
+            json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels, "resourceVersion": "1"}})
+        };
+        let lists = HashMap::from([
+            (
+                "/api/v1/namespaces",
+                vec![
+                    ns("legacy", json!({"tlsward.io/exempt": "true"})),
+                    ns("shop", json!({})),
+                ],
+            ),
+            (
+                "/apis/tlsward.io/v1alpha1/clientauthpolicies",
+                vec![json!({"apiVersion": "tlsward.io/v1alpha1",
+                "kind": "ClientAuthPolicy", "metadata": {"name": "clients", "namespace": "shop", "resourceVersion": "1"},
+                "spec": {"mode": "Require", "verifyDepth": 2, "trustAnchors": [{"secretRef": {"name": "ca"}}]}})],
+            ),
+        ]);
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (events, rx) = mpsc::channel(4);
+        tokio::spawn(api_server(handle, lists, rx));
+        let (cluster, drive) = Cluster::watch(Client::new(service, "default"));
+        tokio::spawn(drive);
+        assert!(cluster.ready().await);
+        let policy = IngressTlsPolicy::from_yaml(
+            "p",
+            "exemptions: {namespaceSelector: {matchLabels: {tlsward.io/exempt: 'true'}}}",
+        )
+        .unwrap();
+        let mut registry = Registry::default();
+        let app = App {
+            snapshot: ArcSwap::from_pointee(Snapshot::new(policy.clone(), &cluster.policies())),
+            metrics: WebhookMetrics::register(&mut registry),
+            registry,
+            ready: AtomicBool::new(true),
+            cluster: Some(cluster),
+        };
+
+        // A namespace label exempts; its absence does not.
+        let r = answer(&app, Hook::Validate, review("legacy", json!({}))).await;
+        assert_eq!(r["allowed"], true, "{r}");
+        let r = answer(&app, Hook::Validate, review("shop", json!({}))).await;
+        assert_eq!(r["allowed"], false, "{r}");
+
+        // A binding resolves against the cluster's policy.
+        let r = answer(
+            &app,
+            Hook::Mutate,
+            review("shop", json!({"tlsward.io/client-auth-policy": "clients"})),
+        )
+        .await;
+        let patch = String::from_utf8(
+            base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                r["patch"].as_str().unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            patch.contains("shop/clients-ca") && patch.contains("\"2\""),
+            "{patch}"
+        );
+
+        // A label added later is seen without a restart.
+        events
+            .send(("/api/v1/namespaces", json!({"type": "MODIFIED", "object": ns("shop", json!({"tlsward.io/exempt": "true"}))})))
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while answer(&app, Hook::Validate, review("shop", json!({}))).await["allowed"] != true {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "label change not seen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::admission::{self, AUDIT_VIOLATIONS_KEY, Context, Review};
+use crate::admission::{self, AUDIT_VIOLATIONS_KEY, Review};
 use crate::policy::Enforcement;
 
 /// Which endpoint was called.
@@ -162,9 +162,19 @@ fn response(uid: &str) -> Response {
     }
 }
 
+/// Where the labels of a request's namespace come from (the webhook's
+/// Namespace reflector in a cluster).
+pub type NamespaceLabels<'a> =
+    &'a dyn Fn(&str) -> Option<std::sync::Arc<k8s_openapi::api::core::v1::Namespace>>;
+
 /// Decides one review. Errors are for bodies that are not AdmissionReviews;
 /// a review of a bad object is answered in-band with code 400.
-pub fn decide(hook: Hook, body: &[u8], ctx: &Context) -> Result<Decision, BadRequest> {
+pub fn decide(
+    hook: Hook,
+    body: &[u8],
+    snapshot: &super::Snapshot,
+    namespaces: Option<NamespaceLabels>,
+) -> Result<Decision, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadRequest(format!(
             "request body is empty: expected an {API_VERSION} {KIND}"
@@ -247,6 +257,8 @@ pub fn decide(hook: Hook, body: &[u8], ctx: &Context) -> Result<Decision, BadReq
         old: old.as_ref(),
         namespace,
     };
+    let ns_object = namespaces.and_then(|lookup| lookup(namespace));
+    let ctx = &snapshot.context(ns_object.as_ref().and_then(|n| n.metadata.labels.as_ref()));
     match hook {
         Hook::Validate => {
             let v = admission::validate(&review, ctx);
