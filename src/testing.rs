@@ -51,3 +51,87 @@ pub async fn api_server(
         }
     }
 }
+
+/// A strictly ordered script: each request must be the expected one.
+pub struct Scripted {
+    handle: Handle,
+    /// Requests seen, as "METHOD path?query".
+    pub seen: Vec<String>,
+}
+
+impl Scripted {
+    /// A client whose every request goes to the returned script.
+    pub fn new() -> (kube::Client, Self) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        (
+            kube::Client::new(service, "default"),
+            Self {
+                handle,
+                seen: Vec::new(),
+            },
+        )
+    }
+
+    /// Takes the next request, asserts its method and path (with query),
+    /// answers it, and returns the request body as JSON (Null if empty).
+    pub async fn expect(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        status: u16,
+        reply: Value,
+    ) -> Value {
+        use http_body_util::BodyExt;
+        let (request, send) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.handle.next_request(),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "timed out waiting for {method} {path_and_query}; seen {:?}",
+                self.seen
+            )
+        })
+        .expect("the client was dropped");
+        let got = format!("{} {}", request.method(), request.uri());
+        self.seen.push(got.clone());
+        assert_eq!(
+            got,
+            format!("{method} {path_and_query}"),
+            "request #{}",
+            self.seen.len()
+        );
+        let bytes = request.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::from_u16(status).unwrap())
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        body
+    }
+
+    /// Asserts nothing else is sent within a short while.
+    pub async fn expect_no_more(&mut self) {
+        if let Ok(Some((req, _))) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            self.handle.next_request(),
+        )
+        .await
+        {
+            panic!("unexpected request {} {}", req.method(), req.uri());
+        }
+    }
+}
+
+/// A Kubernetes `Status` for a failed request.
+pub fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}

@@ -117,6 +117,11 @@ impl SwappableCert {
     pub fn store(&self, next: CertifiedKey) {
         self.current.store(Arc::new(next));
     }
+
+    /// The certificate served now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
 }
 
 impl ResolvesServerCert for SwappableCert {

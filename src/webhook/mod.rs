@@ -2,6 +2,7 @@
 //! [`review::decide`]; this module only serves, reloads and reports.
 
 pub mod review;
+pub mod selfsigned;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,11 +43,29 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 #[derive(Clone, Debug, clap::Args)]
 pub struct WebhookArgs {
     /// PEM certificate chain served on the HTTPS port; reloaded on change.
-    #[arg(long)]
-    pub tls_cert: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "self_signed_secret",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert; reloaded on change.
-    #[arg(long)]
-    pub tls_key: PathBuf,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Manage the serving certificate without cert-manager: a CA and serving
+    /// certificate kept in this Secret (NAMESPACE/NAME), created if missing,
+    /// rotated before expiry, and its CA patched into --webhook-config.
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        conflicts_with = "tls_cert",
+        requires = "webhook_config"
+    )]
+    pub self_signed_secret: Option<String>,
+    /// Validating and Mutating webhook configurations (same name) whose
+    /// caBundle the webhook keeps current; repeatable.
+    #[arg(long = "webhook-config", value_name = "NAME")]
+    pub webhook_config: Vec<String>,
     /// HTTPS address the API server calls.
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
@@ -334,7 +353,12 @@ fn count(
 /// Polls the certificate, the policy file and the ClientAuthPolicy manifests.
 /// A file that fails to load leaves the previous content in use.
 async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>) {
-    let cert_files = vec![args.tls_cert.clone(), args.tls_key.clone()];
+    let cert_files: Vec<PathBuf> = args
+        .tls_cert
+        .iter()
+        .chain(args.tls_key.iter())
+        .cloned()
+        .collect();
     let policy_files: Vec<PathBuf> = args.policy.iter().cloned().collect();
     let known_files = manifest_files(&args.client_auth_policies);
     let mut cert_seen = tls::fingerprint(&cert_files);
@@ -352,13 +376,16 @@ async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>)
     loop {
         tick.tick().await;
         let now = tls::fingerprint(&cert_files);
-        if now.is_some() && now != cert_seen {
+        if let (Some(crt), Some(key)) = (&args.tls_cert, &args.tls_key)
+            && now.is_some()
+            && now != cert_seen
+        {
             cert_seen = now;
-            match tls::load_pair(&args.tls_cert, &args.tls_key) {
+            match tls::load_pair(crt, key) {
                 Ok(pair) => {
                     cert.store(pair);
                     count(&app.metrics.certificate_reloads, ReloadResult::Success);
-                    info!(cert = %args.tls_cert.display(), "serving certificate reloaded");
+                    info!(cert = %crt.display(), "serving certificate reloaded");
                 }
                 Err(e) => {
                     count(&app.metrics.certificate_reloads, ReloadResult::Failure);
@@ -430,6 +457,43 @@ async fn shutdown_signal() {
     }
 }
 
+/// Bootstraps the self-managed certificate (retrying until the API answers)
+/// and keeps it current in the background.
+async fn self_signed(secret: &str, configs: &[String]) -> anyhow::Result<Arc<SwappableCert>> {
+    let Some((namespace, name)) = secret.split_once('/') else {
+        anyhow::bail!("--self-signed-secret {secret:?}: write it as NAMESPACE/NAME");
+    };
+    let client = Client::try_default()
+        .await
+        .context("--self-signed-secret: no Kubernetes API reachable (in-cluster or KUBECONFIG)")?;
+    let cfg = selfsigned::SelfSigned {
+        namespace: namespace.into(),
+        secret: name.into(),
+        configs: configs.to_vec(),
+    };
+    // Something to hand rustls until the real certificate is in place.
+    let placeholder = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let served = SwappableCert::new(tls::certified_key_from_pem(
+        placeholder.cert.pem().as_bytes(),
+        placeholder.signing_key.serialize_pem().as_bytes(),
+        "placeholder",
+        "placeholder",
+    )?);
+    let mut state = selfsigned::Rotation::default();
+    let now = || k8s_openapi::jiff::Timestamp::now().as_second();
+    loop {
+        match selfsigned::sync(&client, &cfg, &served, &mut state, now()).await {
+            Ok(_) => break,
+            Err(e) => {
+                warn!(error = %e, "webhook certificate bootstrap failed; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+    tokio::spawn(selfsigned::run(client, cfg, served.clone(), state, now));
+    Ok(served)
+}
+
 /// Runs the webhook until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let snapshot = Snapshot::new(
@@ -437,7 +501,11 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         &load_client_auth_policies(&args.client_auth_policies)
             .context("loading --client-auth-policies")?,
     );
-    let cert = SwappableCert::new(tls::load_pair(&args.tls_cert, &args.tls_key)?);
+    let cert = match (&args.tls_cert, &args.tls_key, &args.self_signed_secret) {
+        (Some(crt), Some(key), _) => SwappableCert::new(tls::load_pair(crt, key)?),
+        (_, _, Some(secret)) => self_signed(secret, &args.webhook_config).await?,
+        _ => anyhow::bail!("give --tls-cert and --tls-key, or --self-signed-secret"),
+    };
     let server_config = tls::server_config(cert.clone())?;
     let mut registry = Registry::default();
     let metrics = WebhookMetrics::register(&mut registry);
