@@ -267,6 +267,7 @@ pub async fn run(a: QuickstartArgs) -> anyhow::Result<()> {
         redirect_https_port: a.https_port,
         admin_listen: SocketAddr::from(([127, 0, 0, 1], a.admin_port)),
         ingress_class: "tlsward".into(),
+        publish_service: None,
         reload_interval_ms: 200,
         handshake_timeout_seconds: 10,
         header_read_timeout_seconds: 10,

@@ -11,15 +11,15 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use super::server::Shared;
-use super::snapshot::Snapshot;
+use super::snapshot::{Classes, Snapshot};
 use super::world::World;
 use crate::clientauth::ClientAuthPolicy;
 
@@ -44,6 +44,7 @@ where
 }
 
 struct Stores {
+    classes: Store<IngressClass>,
     ingresses: Store<Ingress>,
     secrets: Store<Secret>,
     config_maps: Store<ConfigMap>,
@@ -61,12 +62,16 @@ where
 }
 
 impl Stores {
-    fn world(&self, class: &str) -> World {
+    fn classes(&self, fallback: &str) -> Classes {
+        Classes::from_ingress_classes(&cloned(&self.classes), fallback)
+    }
+
+    fn world(&self, classes: &Classes) -> World {
         World {
-            // Only our class matters; the rest never reaches the builder.
+            // Only our classes matter; the rest never reaches the builder.
             ingresses: cloned(&self.ingresses)
                 .into_iter()
-                .filter(|i| crate::admission::ingress_class(i) == Some(class))
+                .filter(|i| classes.serves(i))
                 .collect(),
             secrets: cloned(&self.secrets),
             config_maps: cloned(&self.config_maps),
@@ -77,7 +82,8 @@ impl Stores {
     }
 
     async fn ready(&self) -> bool {
-        self.ingresses.wait_until_ready().await.is_ok()
+        self.classes.wait_until_ready().await.is_ok()
+            && self.ingresses.wait_until_ready().await.is_ok()
             && self.secrets.wait_until_ready().await.is_ok()
             && self.config_maps.wait_until_ready().await.is_ok()
             && self.policies.wait_until_ready().await.is_ok()
@@ -86,15 +92,25 @@ impl Stores {
     }
 }
 
+/// What the Kubernetes source serves and publishes.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The --ingress-class name.
+    pub class: String,
+    /// The proxy's own Service (namespace, name), for Ingress status.
+    pub publish_service: Option<(String, String)>,
+}
+
 /// Watches the cluster and keeps `shared`'s snapshot current. `ready` flips
 /// once every store has listed and the first snapshot is in.
 pub async fn run(
     client: Client,
-    class: String,
+    opts: Options,
     shared: Arc<Shared>,
     ready: Arc<AtomicBool>,
     now: fn() -> i64,
 ) {
+    let (classes, s0) = reflect::<IngressClass>(&client);
     let (ingresses, s1) = reflect::<Ingress>(&client);
     let (secrets, s2) = reflect::<Secret>(&client);
     let (config_maps, s3) = reflect::<ConfigMap>(&client);
@@ -102,6 +118,7 @@ pub async fn run(
     let (services, s5) = reflect::<Service>(&client);
     let (slices, s6) = reflect::<EndpointSlice>(&client);
     let stores = Stores {
+        classes,
         ingresses,
         secrets,
         config_maps,
@@ -110,6 +127,7 @@ pub async fn run(
         slices,
     };
     let mut events = futures::stream::select_all([
+        s0.boxed(),
         s1.boxed(),
         s2.boxed(),
         s3.boxed(),
@@ -138,9 +156,21 @@ pub async fn run(
             }
         }
         let previous = shared.snapshot.load_full();
-        let next = Snapshot::build(&stores.world(&class), &class, &previous, now());
+        let classes = stores.classes(&opts.class);
+        let world = stores.world(&classes);
+        let next = Snapshot::build(&world, &classes, &previous, now());
         super::publish(&shared, next, &mut exported);
         ready.store(true, Ordering::Release);
+        if let Some((ns, name)) = &opts.publish_service {
+            let own = world
+                .services
+                .iter()
+                .find(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == *name);
+            if let Some(svc) = own {
+                super::status::publish(&client, &world.ingresses, &super::status::addresses(svc))
+                    .await;
+            }
+        }
     }
 }
 
@@ -249,13 +279,13 @@ mod tests {
             },
         );
         let ready = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run(
-            client,
-            "tlsward".into(),
-            shared.clone(),
-            ready.clone(),
-            || 1_795_392_000,
-        ));
+        let opts = Options {
+            class: "tlsward".into(),
+            publish_service: None,
+        };
+        tokio::spawn(run(client, opts, shared.clone(), ready.clone(), || {
+            1_795_392_000
+        }));
 
         wait_for(&shared, "the first snapshot", |s| {
             s.lookup("a.example.com").is_some()

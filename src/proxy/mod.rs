@@ -7,6 +7,7 @@ pub mod kube_source;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
+pub mod status;
 pub mod world;
 
 use std::collections::{BTreeMap, HashSet};
@@ -51,7 +52,12 @@ pub struct ProxyArgs {
     /// Plain-HTTP address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
-    /// The IngressClass name whose Ingresses are served.
+    /// In a cluster: the proxy's own Service (NAMESPACE/NAME), whose
+    /// load-balancer address is written to the served Ingresses' status.
+    #[arg(long, value_name = "NS/NAME", conflicts_with = "config_dir")]
+    pub publish_service: Option<String>,
+    /// The IngressClass name whose Ingresses are served (in a cluster, also
+    /// every IngressClass whose controller is tlsward.io/proxy).
     #[arg(long, default_value = "tlsward")]
     pub ingress_class: String,
     /// How often the directory is checked for changes, in milliseconds.
@@ -257,12 +263,12 @@ fn start_directory_source(
     let mut source = DirectorySource::new(dir);
     let mut exported = HashSet::new();
     let (world, problems) = source.poll().unwrap_or_default();
-    let mut first = Snapshot::build(&world, &args.ingress_class, &Snapshot::default(), now());
+    let classes = snapshot::Classes::named(&args.ingress_class);
+    let mut first = Snapshot::build(&world, &classes, &Snapshot::default(), now());
     first.problems.splice(0..0, problems);
     publish(shared, first, &mut exported);
     ready.store(true, Ordering::Release);
     let shared = shared.clone();
-    let class = args.ingress_class.clone();
     let interval = Duration::from_millis(args.reload_interval_ms.max(20));
     let mut stop = stop_rx.clone();
     tokio::spawn(async move {
@@ -274,7 +280,7 @@ fn start_directory_source(
             }
             if let Some((world, problems)) = source.poll() {
                 let previous = shared.snapshot.load_full();
-                let mut next = Snapshot::build(&world, &class, &previous, now());
+                let mut next = Snapshot::build(&world, &classes, &previous, now());
                 next.problems.splice(0..0, problems);
                 publish(&shared, next, &mut exported);
             }
@@ -329,9 +335,22 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             let client = kube::Client::try_default().await.context(
                 "no --config-dir, and no Kubernetes API reachable (in-cluster or KUBECONFIG)",
             )?;
+            let publish = match &args.publish_service {
+                Some(s) => Some(
+                    s.split_once('/')
+                        .map(|(n, s)| (n.to_string(), s.to_string()))
+                        .with_context(|| {
+                            format!("--publish-service {s:?}: write it as NAMESPACE/NAME")
+                        })?,
+                ),
+                None => None,
+            };
             tokio::spawn(kube_source::run(
                 client,
-                args.ingress_class.clone(),
+                kube_source::Options {
+                    class: args.ingress_class.clone(),
+                    publish_service: publish,
+                },
                 shared.clone(),
                 ready.clone(),
                 now,

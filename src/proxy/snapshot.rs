@@ -27,6 +27,60 @@ use crate::tls;
 /// comma-separated), for directory mode without EndpointSlices.
 pub const UPSTREAM_ANNOTATION: &str = "tlsward.io/upstream";
 
+/// The controller name in IngressClasses the proxy serves.
+pub const CONTROLLER: &str = "tlsward.io/proxy";
+const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// Which Ingresses are the proxy's: those naming one of its classes, and
+/// those naming none when one of its classes is the cluster default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Classes {
+    names: std::collections::BTreeSet<String>,
+    default: bool,
+}
+
+impl Classes {
+    /// Just the class called `name` (directory mode).
+    pub fn named(name: &str) -> Self {
+        Self {
+            names: [name.to_string()].into(),
+            default: false,
+        }
+    }
+
+    /// The IngressClasses whose controller is tlsward's. `fallback` (the
+    /// --ingress-class name) counts too unless a class of that name belongs
+    /// to another controller.
+    pub fn from_ingress_classes(
+        classes: &[k8s_openapi::api::networking::v1::IngressClass],
+        fallback: &str,
+    ) -> Self {
+        let ours = |c: &&k8s_openapi::api::networking::v1::IngressClass| {
+            c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER)
+        };
+        let mut names: std::collections::BTreeSet<String> =
+            classes.iter().filter(ours).map(|c| c.name_any()).collect();
+        if !classes.iter().any(|c| c.name_any() == fallback) {
+            names.insert(fallback.to_string());
+        }
+        let default = classes.iter().filter(ours).any(|c| {
+            c.annotations()
+                .get(DEFAULT_CLASS_ANNOTATION)
+                .map(String::as_str)
+                == Some("true")
+        });
+        Self { names, default }
+    }
+
+    /// Whether the proxy serves this Ingress.
+    pub fn serves(&self, ing: &Ingress) -> bool {
+        match ingress_class(ing) {
+            Some(c) => self.names.contains(c),
+            None => self.default,
+        }
+    }
+}
+
 /// When a served certificate or trust anchor expires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expiry {
@@ -99,14 +153,14 @@ impl Snapshot {
 
     /// Builds the next snapshot. `previous` supplies last good host configs
     /// when a host's new one is broken; `now` is Unix seconds.
-    pub fn build(world: &World, class: &str, previous: &Snapshot, now: i64) -> Snapshot {
+    pub fn build(world: &World, classes: &Classes, previous: &Snapshot, now: i64) -> Snapshot {
         let idx = Index::new(world);
         let mut next = Snapshot::default();
         let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
         let mut ingresses: Vec<&Ingress> = world
             .ingresses
             .iter()
-            .filter(|i| ingress_class(i) == Some(class))
+            .filter(|i| classes.serves(i))
             .collect();
         // Oldest first, as other controllers break ties.
         ingresses.sort_by_key(|i| {
@@ -572,4 +626,60 @@ fn build_host(
         routes: d.routes,
         expiries,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::networking::v1::IngressClass;
+    use serde_json::json;
+
+    use super::*;
+
+    fn class(name: &str, controller: &str, default: bool) -> IngressClass {
+        let ann = if default {
+            json!({DEFAULT_CLASS_ANNOTATION: "true"})
+        } else {
+            json!({})
+        };
+        serde_json::from_value(json!({"metadata": {"name": name, "annotations": ann}, "spec": {"controller": controller}})).unwrap()
+    }
+
+    fn ing(class: Option<&str>) -> Ingress {
+        serde_json::from_value(
+            json!({"metadata": {"name": "i"}, "spec": {"ingressClassName": class}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn classes_follow_the_controller_and_the_default() {
+        let c = Classes::from_ingress_classes(
+            &[
+                class("edge", CONTROLLER, true),
+                class("nginx", "k8s.io/ingress-nginx", false),
+            ],
+            "tlsward",
+        );
+        assert!(
+            c.serves(&ing(Some("edge"))),
+            "a class whose controller is ours"
+        );
+        assert!(
+            c.serves(&ing(Some("tlsward"))),
+            "the --ingress-class name, not taken by another controller"
+        );
+        assert!(!c.serves(&ing(Some("nginx"))));
+        assert!(c.serves(&ing(None)), "our class is the cluster default");
+
+        let taken = Classes::from_ingress_classes(
+            &[class("tlsward", "example.com/other", false)],
+            "tlsward",
+        );
+        assert!(
+            !taken.serves(&ing(Some("tlsward"))),
+            "a class of that name belongs to another controller"
+        );
+        assert!(!taken.serves(&ing(None)));
+        assert!(Classes::named("tlsward").serves(&ing(Some("tlsward"))));
+    }
 }
