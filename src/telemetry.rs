@@ -144,6 +144,100 @@ pub fn render(registry: &Registry) -> String {
 
 /// The content type of [`render`]'s output.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format's content type.
+pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites OpenMetrics text as the classic Prometheus text format, for
+/// scrapers that do not ask for OpenMetrics (and promtool): counter
+/// families are named with their `_total` sample name, and `# UNIT` and
+/// `# EOF` go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// What every long-running role serves on its admin port.
+pub struct Admin {
+    /// The role's metrics.
+    pub registry: Registry,
+    /// Flipped once the role is serving.
+    pub ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// `/healthz`, `/readyz` and `/metrics` (OpenMetrics when asked for, else
+/// the classic text format).
+pub fn admin_router(admin: std::sync::Arc<Admin>) -> axum::Router {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::routing::get;
+    use std::sync::atomic::Ordering;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(a): State<std::sync::Arc<Admin>>| async move {
+                if a.ready.load(Ordering::Acquire) {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(
+                |State(a): State<std::sync::Arc<Admin>>, headers: HeaderMap| async move {
+                    let om = render(&a.registry);
+                    let wants_om = headers
+                        .get(header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains("application/openmetrics-text"));
+                    if wants_om {
+                        ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], om)
+                    } else {
+                        (
+                            [(header::CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE)],
+                            to_prometheus_text(&om),
+                        )
+                    }
+                },
+            ),
+        )
+        .with_state(admin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counter_families_with_total() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 2\n# HELP b Gauge.\n# TYPE b gauge\n# UNIT b seconds\nb 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 2\n# HELP b Gauge.\n# TYPE b gauge\nb 1\n"
+        );
+    }
+}
 
 /// Labels of the reconcile counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -11,10 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -136,36 +132,6 @@ async fn shutdown_signal() {
     }
 }
 
-struct Admin {
-    registry: Registry,
-    ready: AtomicBool,
-}
-
-fn admin_router(admin: Arc<Admin>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(a): State<Arc<Admin>>| async move {
-                if a.ready.load(Ordering::Acquire) {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(a): State<Arc<Admin>>| async move {
-                (
-                    [(header::CONTENT_TYPE, telemetry::METRICS_CONTENT_TYPE)],
-                    telemetry::render(&a.registry),
-                )
-            }),
-        )
-        .with_state(admin)
-}
-
 /// Runs the controller over every namespace until `stop` resolves.
 async fn run_controller(
     client: Client,
@@ -247,14 +213,14 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let mut registry = Registry::default();
     let metrics = Arc::new(OperatorMetrics::register(&mut registry));
-    let admin = Arc::new(Admin {
+    let admin = Arc::new(telemetry::Admin {
         registry,
-        ready: AtomicBool::new(false),
+        ready: Arc::new(AtomicBool::new(false)),
     });
     let listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
-    let router = admin_router(admin.clone());
+    let router = telemetry::admin_router(admin.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())
@@ -270,14 +236,28 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .context("no identity for the Lease: pass --identity or set POD_NAME")?;
-    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "tlsward-operator")
-        .with_namespace(&args.leader_election_namespace)
-        .with_identity(&identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await
-        .context("setting up the leader-election Lease")?;
+    // An unreachable API server is waited out, not fatal: the replica keeps
+    // serving /healthz and /metrics meanwhile.
+    let lease = loop {
+        let built =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "tlsward-operator")
+                .with_namespace(&args.leader_election_namespace)
+                .with_identity(&identity)
+                .with_duration(15)
+                .with_grace(5)
+                .build();
+        tokio::select! {
+            r = built => match r {
+                Ok(l) => break l,
+                Err(e) => warn!(error = %e, "setting up the leader-election Lease; retrying in 5 s"),
+            },
+            _ = shutdown_signal() => return Ok(()),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {},
+            _ = shutdown_signal() => return Ok(()),
+        }
+    };
     let (mut leader, lease_task) = lease.watch().await;
     info!(%identity, namespace = %args.leader_election_namespace, "waiting for leadership");
     tokio::select! {

@@ -18,10 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -218,39 +214,6 @@ async fn shutdown_signal() {
     }
 }
 
-struct Admin {
-    registry: Registry,
-    ready: Arc<AtomicBool>,
-}
-
-fn admin_router(admin: Arc<Admin>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(a): State<Arc<Admin>>| async move {
-                if a.ready.load(Ordering::Acquire) {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "no configuration loaded yet\n",
-                    )
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(a): State<Arc<Admin>>| async move {
-                (
-                    [(header::CONTENT_TYPE, telemetry::METRICS_CONTENT_TYPE)],
-                    telemetry::render(&a.registry),
-                )
-            }),
-        )
-        .with_state(admin)
-}
-
 /// Loads the directory once before serving (so /readyz means "serving"),
 /// then polls it.
 fn start_directory_source(
@@ -302,7 +265,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     };
     let shared = Shared::new(metrics, limits);
     let ready = Arc::new(AtomicBool::new(false));
-    let admin = Arc::new(Admin {
+    let admin = Arc::new(telemetry::Admin {
         registry,
         ready: ready.clone(),
     });
@@ -318,7 +281,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     {
-        let router = admin_router(admin.clone());
+        let router = telemetry::admin_router(admin.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _ = axum::serve(admin_listener, router)

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
@@ -132,8 +132,7 @@ impl Snapshot {
 struct App {
     snapshot: ArcSwap<Snapshot>,
     metrics: WebhookMetrics,
-    registry: Registry,
-    ready: AtomicBool,
+    admin: Arc<telemetry::Admin>,
     cluster: Option<Cluster>,
 }
 
@@ -312,31 +311,6 @@ fn admission_router(app: Arc<App>) -> Router {
             }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(app)
-}
-
-fn admin_router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(app): State<Arc<App>>| async move {
-                if app.ready.load(Ordering::Acquire) {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(app): State<Arc<App>>| async move {
-                (
-                    [(header::CONTENT_TYPE, telemetry::METRICS_CONTENT_TYPE)],
-                    telemetry::render(&app.registry),
-                )
-            }),
-        )
         .with_state(app)
 }
 
@@ -522,15 +496,17 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let app = Arc::new(App {
         snapshot: ArcSwap::from_pointee(snapshot),
         metrics,
-        registry,
-        ready: AtomicBool::new(false),
+        admin: Arc::new(telemetry::Admin {
+            registry,
+            ready: Arc::new(AtomicBool::new(false)),
+        }),
         cluster,
     });
 
     let admin = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
-    let admin_app = admin_router(app.clone());
+    let admin_app = telemetry::admin_router(app.admin.clone());
     tokio::spawn(async move {
         let _ = axum::serve(admin, admin_app)
             .with_graceful_shutdown(shutdown_signal())
@@ -567,7 +543,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
                         Err(e) => warn!(error = %format!("{e:#}"), "policy not loaded"),
                     }
                 }
-                app.ready.store(true, Ordering::Release);
+                app.admin.ready.store(true, Ordering::Release);
                 info!(%addr, "webhook listening");
             }
         });
@@ -648,8 +624,10 @@ mod tests {
         let app = App {
             snapshot: ArcSwap::from_pointee(Snapshot::new(policy.clone(), &cluster.policies())),
             metrics: WebhookMetrics::register(&mut registry),
-            registry,
-            ready: AtomicBool::new(true),
+            admin: Arc::new(telemetry::Admin {
+                registry,
+                ready: Arc::new(AtomicBool::new(true)),
+            }),
             cluster: Some(cluster),
         };
 
