@@ -19,18 +19,27 @@ async fn policy_becomes_a_bundle_secret_and_ready() {
     let ns = format!("tlsward-e2e-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
         .await
         .unwrap();
 
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&KeyPair::generate().unwrap()).unwrap().pem();
+    let ca = params
+        .self_signed(&KeyPair::generate().unwrap())
+        .unwrap()
+        .pem();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     secrets
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "corp-ca"}, "stringData": {"ca.crt": ca}})).unwrap(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "corp-ca"}, "stringData": {"ca.crt": ca}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -38,9 +47,11 @@ async fn policy_becomes_a_bundle_secret_and_ready() {
     policies
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "tlsward.io/v1alpha1", "kind": "ClientAuthPolicy",
+            &serde_json::from_value(
+                json!({"apiVersion": "tlsward.io/v1alpha1", "kind": "ClientAuthPolicy",
                 "metadata": {"name": "clients"},
-                "spec": {"trustAnchors": [{"secretRef": {"name": "corp-ca"}}]}}))
+                "spec": {"trustAnchors": [{"secretRef": {"name": "corp-ca"}}]}}),
+            )
             .unwrap(),
         )
         .await
@@ -53,14 +64,21 @@ async fn policy_becomes_a_bundle_secret_and_ready() {
             .await
             .ok()
             .and_then(|p| p.status)
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
         let bundle = secrets.get_opt("clients-ca").await.unwrap();
         if ready && let Some(b) = bundle {
             let data = b.data.unwrap_or_default();
             assert_eq!(String::from_utf8_lossy(&data["ca.crt"].0).trim(), ca.trim());
             break;
         }
-        assert!(Instant::now() < deadline, "no bundle Secret / Ready=True within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "no bundle Secret / Ready=True within 60 s"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
