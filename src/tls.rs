@@ -171,6 +171,9 @@ impl ResolvesServerCert for FixedCert {
 struct DepthLimited {
     inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     max_intermediates: usize,
+    /// Clients may send the anchor itself along (curl does when the CA is
+    /// in its bundle); a copy of an anchor is not a chain link.
+    anchors: Vec<Vec<u8>>,
 }
 
 impl rustls::server::danger::ClientCertVerifier for DepthLimited {
@@ -189,7 +192,11 @@ impl rustls::server::danger::ClientCertVerifier for DepthLimited {
         intermediates: &[CertificateDer<'_>],
         now: rustls_pki_types::UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        if intermediates.len() > self.max_intermediates {
+        let links = intermediates
+            .iter()
+            .filter(|c| !self.anchors.iter().any(|a| a.as_slice() == c.as_ref()))
+            .count();
+        if links > self.max_intermediates {
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ));
@@ -252,6 +259,7 @@ pub fn client_verifier(
     Ok(Arc::new(DepthLimited {
         inner,
         max_intermediates: usize::from(verify_depth.max(1)) - 1,
+        anchors: anchors.to_vec(),
     }))
 }
 
@@ -293,5 +301,70 @@ pub fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
         }
         Some(_) => "protocol_error",
         None => "io_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    use rustls_pki_types::UnixTime;
+
+    use super::*;
+
+    fn ca(
+        parent: Option<&CertifiedIssuer<'static, KeyPair>>,
+        cn: &str,
+    ) -> CertifiedIssuer<'static, KeyPair> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        match parent {
+            None => CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
+            Some(parent) => {
+                CertifiedIssuer::signed_by(p, KeyPair::generate().unwrap(), parent).unwrap()
+            }
+        }
+    }
+
+    fn client(issuer: &CertifiedIssuer<'static, KeyPair>) -> CertificateDer<'static> {
+        let mut p = CertificateParams::new(vec!["c.clients.local".to_string()]).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.signed_by(&KeyPair::generate().unwrap(), issuer)
+            .unwrap()
+            .der()
+            .clone()
+    }
+
+    #[test]
+    fn depth_counts_chain_links_not_anchor_copies() {
+        let root = ca(None, "root");
+        let mid = ca(Some(&root), "intermediate");
+        let anchors = vec![root.der().to_vec()];
+        let direct = client(&root);
+        let via_mid = client(&mid);
+        let now = UnixTime::now();
+        let depth1 = client_verifier(&anchors, None, true, 1).unwrap();
+        let depth2 = client_verifier(&anchors, None, true, 2).unwrap();
+        assert!(depth1.verify_client_cert(&direct, &[], now).is_ok());
+        assert!(
+            depth1
+                .verify_client_cert(&direct, &[root.der().clone()], now)
+                .is_ok(),
+            "a client that sends its CA along is not one link deeper"
+        );
+        assert!(
+            depth1
+                .verify_client_cert(&via_mid, &[mid.der().clone()], now)
+                .is_err()
+        );
+        assert!(
+            depth2
+                .verify_client_cert(&via_mid, &[mid.der().clone()], now)
+                .is_ok()
+        );
     }
 }

@@ -475,12 +475,6 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         &load_client_auth_policies(&args.client_auth_policies)
             .context("loading --client-auth-policies")?,
     );
-    let cert = match (&args.tls_cert, &args.tls_key, &args.self_signed_secret) {
-        (Some(crt), Some(key), _) => SwappableCert::new(tls::load_pair(crt, key)?),
-        (_, _, Some(secret)) => self_signed(secret, &args.webhook_config).await?,
-        _ => anyhow::bail!("give --tls-cert and --tls-key, or --self-signed-secret"),
-    };
-    let server_config = tls::server_config(cert.clone())?;
     let mut registry = Registry::default();
     let metrics = WebhookMetrics::register(&mut registry);
     let cluster = if args.kubernetes {
@@ -512,6 +506,15 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await;
     });
+
+    // The admin port is up before the certificate bootstrap, which may wait
+    // for the API server: liveness must not restart a pod that is waiting.
+    let cert = match (&args.tls_cert, &args.tls_key, &args.self_signed_secret) {
+        (Some(crt), Some(key), _) => SwappableCert::new(tls::load_pair(crt, key)?),
+        (_, _, Some(secret)) => self_signed(secret, &args.webhook_config).await?,
+        _ => anyhow::bail!("give --tls-cert and --tls-key, or --self-signed-secret"),
+    };
+    let server_config = tls::server_config(cert.clone())?;
 
     tokio::spawn(reload_loop(app.clone(), args.clone(), cert));
 
