@@ -65,18 +65,34 @@ impl ClientIdentity {
             .unwrap_or_else(|| self.subject.clone())
     }
 
-    /// The `x-forwarded-client-cert` value (Envoy's element format).
+    /// The `x-forwarded-client-cert` value (Envoy's element format). Values
+    /// that contain a separator are quoted, so a crafted SAN cannot add
+    /// fields or elements to what the upstream parses.
     pub fn xfcc(&self) -> String {
         let mut parts = vec![
             format!("Hash={}", self.cert_sha256),
-            format!(
-                "Subject=\"{}\"",
-                self.subject.replace('\\', "\\\\").replace('"', "\\\"")
-            ),
+            format!("Subject={}", quoted(&self.subject)),
         ];
-        parts.extend(self.uris.iter().map(|u| format!("URI={u}")));
-        parts.extend(self.dns_names.iter().map(|d| format!("DNS={d}")));
+        parts.extend(self.uris.iter().map(|u| format!("URI={}", xfcc_value(u))));
+        parts.extend(
+            self.dns_names
+                .iter()
+                .map(|d| format!("DNS={}", xfcc_value(d))),
+        );
         parts.join(";")
+    }
+}
+
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Bare when safe, quoted when the value holds `,` `;` `=` `"` or `\`.
+fn xfcc_value(v: &str) -> String {
+    if v.contains([',', ';', '=', '"', '\\']) {
+        quoted(v)
+    } else {
+        v.to_string()
     }
 }
 
@@ -221,6 +237,19 @@ mod tests {
         for (list, want) in cases {
             assert_eq!(allowed(list, &id()), *want, "{list:?}");
         }
+    }
+
+    #[test]
+    fn xfcc_quotes_values_with_separators() {
+        let mut i = id();
+        i.cert_sha256 = "00".into();
+        i.subject = "CN=x".into();
+        i.dns_names = vec![];
+        i.uris = vec!["spiffe://a/b;DNS=admin.example,By=x".into()];
+        assert_eq!(
+            i.xfcc(),
+            r#"Hash=00;Subject="CN=x";URI="spiffe://a/b;DNS=admin.example,By=x""#
+        );
     }
 
     #[test]

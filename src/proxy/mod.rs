@@ -137,6 +137,9 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLab
 pub struct DirectorySource {
     dir: PathBuf,
     files: BTreeMap<PathBuf, ([u8; 32], Vec<Document>)>,
+    /// Files whose current content does not parse, with why; reported on
+    /// every rebuild until fixed, so a later unrelated reload does not hide them.
+    broken: BTreeMap<PathBuf, String>,
 }
 
 impl DirectorySource {
@@ -145,6 +148,7 @@ impl DirectorySource {
         Self {
             dir: dir.to_path_buf(),
             files: BTreeMap::new(),
+            broken: BTreeMap::new(),
         }
     }
 
@@ -152,11 +156,11 @@ impl DirectorySource {
     pub fn poll(&mut self) -> Option<(World, Vec<world::Problem>)> {
         use sha2::{Digest, Sha256};
         let mut changed = false;
-        let mut problems = Vec::new();
         let paths = manifests::expand(std::slice::from_ref(&self.dir)).unwrap_or_default();
         let present: HashSet<&PathBuf> = paths.iter().collect();
         let before = self.files.len();
         self.files.retain(|p, _| present.contains(p));
+        self.broken.retain(|p, _| present.contains(p));
         changed |= self.files.len() != before;
         for path in &paths {
             let Ok(bytes) = std::fs::read(path) else {
@@ -170,17 +174,16 @@ impl DirectorySource {
             match manifests::parse_text(&shown, &String::from_utf8_lossy(&bytes)) {
                 Ok(docs) => {
                     self.files.insert(path.clone(), (hash, docs));
+                    self.broken.remove(path);
                     changed = true;
                 }
                 Err(e) => {
                     // Keep the file's previous objects; remember the hash so
-                    // the same broken content is reported once.
+                    // the same broken content is not parsed again each poll.
                     let kept = self.files.remove(path).map(|(_, d)| d).unwrap_or_default();
                     self.files.insert(path.clone(), (hash, kept));
-                    problems.push(world::Problem {
-                        object: shown,
-                        message: format!("{e}; keeping its previous objects"),
-                    });
+                    self.broken
+                        .insert(path.clone(), format!("{e}; keeping its previous objects"));
                     changed = true;
                 }
             }
@@ -188,6 +191,14 @@ impl DirectorySource {
         if !changed {
             return None;
         }
+        let mut problems: Vec<world::Problem> = self
+            .broken
+            .iter()
+            .map(|(p, message)| world::Problem {
+                object: p.display().to_string(),
+                message: message.clone(),
+            })
+            .collect();
         let docs: Vec<Document> = self
             .files
             .values()

@@ -428,11 +428,9 @@ async fn route(
         headers.insert("x-forwarded-host", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", conn.peer.ip()),
-        None => conn.peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    // The proxy is the edge: what a client claims in X-Forwarded-For is
+    // not evidence, so the header carries the real peer address only.
+    if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
         headers.insert("x-forwarded-for", v);
     }
     if let Some(id) = &conn.identity {
