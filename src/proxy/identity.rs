@@ -12,6 +12,8 @@ use crate::clientauth::AllowedClients;
 pub struct ClientIdentity {
     /// The certificate (DER), for RFC 9440's `Client-Cert`.
     pub der: Vec<u8>,
+    /// The rest of the chain the client sent (DER), for `Client-Cert-Chain`.
+    pub chain: Vec<Vec<u8>>,
     /// Hex SHA-256 of the certificate (XFCC `Hash`).
     pub cert_sha256: String,
     /// Hex SHA-256 of the SubjectPublicKeyInfo (for key pinning).

@@ -144,8 +144,12 @@ pub async fn run(
                 r = stores.ready() => { if !r { return; } is_ready = true; }
                 e = events.next() => { if e.is_none() { return; } continue; }
             }
-        } else if events.next().await.is_none() {
-            return;
+        } else {
+            // An event, or the periodic rebuild that retires expired material.
+            tokio::select! {
+                e = events.next() => if e.is_none() { return; },
+                _ = tokio::time::sleep(super::REBUILD) => {},
+            }
         }
         let deadline = tokio::time::sleep(DEBOUNCE);
         tokio::pin!(deadline);

@@ -82,6 +82,9 @@ pub struct ProxyArgs {
     pub shutdown_grace_seconds: u64,
 }
 
+/// Longest time between two snapshot builds: expiry is evaluated at build.
+pub const REBUILD: Duration = Duration::from_secs(60);
+
 fn now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
 }
@@ -140,6 +143,8 @@ pub struct DirectorySource {
     /// Files whose current content does not parse, with why; reported on
     /// every rebuild until fixed, so a later unrelated reload does not hide them.
     broken: BTreeMap<PathBuf, String>,
+    /// Why the directory itself could not be listed, while it cannot.
+    dir_error: Option<String>,
 }
 
 impl DirectorySource {
@@ -149,14 +154,30 @@ impl DirectorySource {
             dir: dir.to_path_buf(),
             files: BTreeMap::new(),
             broken: BTreeMap::new(),
+            dir_error: None,
         }
     }
 
     /// Reads what changed; returns the world when anything did.
     pub fn poll(&mut self) -> Option<(World, Vec<world::Problem>)> {
         use sha2::{Digest, Sha256};
-        let mut changed = false;
-        let paths = manifests::expand(std::slice::from_ref(&self.dir)).unwrap_or_default();
+        // A directory that vanished or cannot be listed must not look like
+        // an empty configuration: keep what was read, and say why.
+        let listing = if self.dir.is_dir() {
+            manifests::expand(std::slice::from_ref(&self.dir)).map_err(|e| e.to_string())
+        } else {
+            Err(format!("{}: not a readable directory", self.dir.display()))
+        };
+        let paths = match listing {
+            Ok(p) => p,
+            Err(e) => {
+                let message = format!("{e}; keeping the objects read before");
+                let fresh = self.dir_error.as_ref() != Some(&message);
+                self.dir_error = Some(message);
+                return fresh.then(|| self.current());
+            }
+        };
+        let mut changed = self.dir_error.take().is_some();
         let present: HashSet<&PathBuf> = paths.iter().collect();
         let before = self.files.len();
         self.files.retain(|p, _| present.contains(p));
@@ -175,7 +196,6 @@ impl DirectorySource {
                 Ok(docs) => {
                     self.files.insert(path.clone(), (hash, docs));
                     self.broken.remove(path);
-                    changed = true;
                 }
                 Err(e) => {
                     // Keep the file's previous objects; remember the hash so
@@ -184,20 +204,26 @@ impl DirectorySource {
                     self.files.insert(path.clone(), (hash, kept));
                     self.broken
                         .insert(path.clone(), format!("{e}; keeping its previous objects"));
-                    changed = true;
                 }
             }
+            changed = true;
         }
-        if !changed {
-            return None;
-        }
+        changed.then(|| self.current())
+    }
+
+    /// The world from what was last read, with every standing problem.
+    pub fn current(&self) -> (World, Vec<world::Problem>) {
         let mut problems: Vec<world::Problem> = self
-            .broken
+            .dir_error
             .iter()
-            .map(|(p, message)| world::Problem {
-                object: p.display().to_string(),
+            .map(|message| world::Problem {
+                object: self.dir.display().to_string(),
                 message: message.clone(),
             })
+            .chain(self.broken.iter().map(|(p, message)| world::Problem {
+                object: p.display().to_string(),
+                message: message.clone(),
+            }))
             .collect();
         let docs: Vec<Document> = self
             .files
@@ -206,7 +232,7 @@ impl DirectorySource {
             .collect();
         let (world, mut decode_problems) = World::from_documents(&docs);
         problems.append(&mut decode_problems);
-        Some((world, problems))
+        (world, problems)
     }
 }
 
@@ -247,12 +273,19 @@ fn start_directory_source(
     let mut stop = stop_rx.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
+        let mut built = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {},
                 _ = stop.changed() => return,
             }
-            if let Some((world, problems)) = source.poll() {
+            // Rebuild at least every REBUILD even without changes, so an
+            // anchor or certificate that expired drops out on time.
+            let changed = source
+                .poll()
+                .or_else(|| (built.elapsed() >= REBUILD).then(|| source.current()));
+            if let Some((world, problems)) = changed {
+                built = tokio::time::Instant::now();
                 let previous = shared.snapshot.load_full();
                 let mut next = Snapshot::build(&world, &classes, &previous, now());
                 next.problems.splice(0..0, problems);
@@ -350,4 +383,43 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     }
     info!("proxy stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vanished_config_dir_keeps_its_objects_and_says_why() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("config");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join("svc.yaml"),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        let mut source = DirectorySource::new(&dir);
+        let (world, problems) = source.poll().expect("first read");
+        assert_eq!((world.services.len(), problems.len()), (1, 0));
+        assert!(source.poll().is_none(), "nothing changed");
+
+        std::fs::rename(&dir, root.path().join("moved")).unwrap();
+        let (world, problems) = source.poll().expect("the loss is a change");
+        assert_eq!(world.services.len(), 1, "the objects read before are kept");
+        assert!(
+            problems[0].message.contains("not a readable directory"),
+            "{problems:?}"
+        );
+        assert!(source.poll().is_none(), "reported once per change");
+        assert_eq!(
+            source.current().1.len(),
+            1,
+            "and on every rebuild while it lasts"
+        );
+
+        std::fs::rename(root.path().join("moved"), &dir).unwrap();
+        let (world, problems) = source.poll().expect("recovery is a change");
+        assert_eq!((world.services.len(), problems.len()), (1, 0));
+    }
 }

@@ -78,7 +78,12 @@ impl RouteTable {
     /// Adds a rule path; the first rule for an identical (kind, path) wins,
     /// as the API server's oldest-Ingress-first order would have it.
     pub fn add(&mut self, kind: PathKind, path: &str, backend: Arc<Backend>) {
-        let path = normalize(if path.is_empty() { "/" } else { path }).to_string();
+        let path = if path.is_empty() { "/" } else { path };
+        // Exact paths match byte for byte, trailing slash included.
+        let path = match kind {
+            PathKind::Exact => path.to_string(),
+            PathKind::Prefix => normalize(path).to_string(),
+        };
         if self.routes.iter().any(|r| r.kind == kind && r.path == path) {
             return;
         }
@@ -136,6 +141,7 @@ mod tests {
         t.add(PathKind::Prefix, "/foo/bar/", b("foobar"));
         t.add(PathKind::Exact, "/foo", b("foo-exact"));
         t.add(PathKind::Exact, "/api/v1", b("api-exact"));
+        t.add(PathKind::Exact, "/docs/", b("docs-exact"));
         let cases = [
             ("/", "root"),
             ("/foo", "foo-exact"),
@@ -148,6 +154,8 @@ mod tests {
             ("/api/v1", "api-exact"),
             ("/api/v1/", "root"),
             ("/other", "root"),
+            ("/docs/", "docs-exact"),
+            ("/docs", "root"),
         ];
         for (path, want) in cases {
             assert_eq!(

@@ -185,12 +185,11 @@ async fn serve_connection(
             return;
         }
     };
-    let identity = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| ClientIdentity::from_der(c.as_ref()));
+    let identity = tls.get_ref().1.peer_certificates().and_then(|certs| {
+        let mut id = ClientIdentity::from_der(certs.first()?.as_ref())?;
+        id.chain = certs[1..].iter().map(|c| c.as_ref().to_vec()).collect();
+        Some(id)
+    });
     let refused = match (&host.allowed, &identity) {
         (Some(list), Some(id)) if !identity::allowed(list, id) => Some(format!(
             "client certificate {:?} is not allowed by ClientAuthPolicy {} for {}",
@@ -441,9 +440,20 @@ async fn route(
                 }
             }
             ForwardClientCert::Rfc9440 => {
-                let b64 = base64::engine::general_purpose::STANDARD.encode(&id.der);
-                if let Ok(v) = HeaderValue::from_str(&format!(":{b64}:")) {
+                let b64 = |der: &[u8]| {
+                    format!(
+                        ":{}:",
+                        base64::engine::general_purpose::STANDARD.encode(der)
+                    )
+                };
+                if let Ok(v) = HeaderValue::from_str(&b64(&id.der)) {
                     headers.insert("client-cert", v);
+                }
+                if !id.chain.is_empty() {
+                    let chain: Vec<String> = id.chain.iter().map(|c| b64(c)).collect();
+                    if let Ok(v) = HeaderValue::from_str(&chain.join(", ")) {
+                        headers.insert("client-cert-chain", v);
+                    }
                 }
             }
             ForwardClientCert::None => {}
@@ -457,15 +467,22 @@ async fn route(
                 && let Some(client_side) = client_side
             {
                 let upstream_side = hyper::upgrade::on(&mut resp);
+                // A tunnel outlives its HTTP connection: count it, so the
+                // gauge and the SIGTERM drain see it.
+                let active = shared.metrics.active_connections.clone();
+                active.inc();
                 tokio::spawn(async move {
                     if let (Ok(c), Ok(u)) = (client_side.await, upstream_side.await) {
                         let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                         let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
                     }
+                    active.dec();
                 });
                 return (resp.map(|b| b.boxed()), upstream);
             }
             strip_hop_by_hop(resp.headers_mut());
+            // The client's protocol is ours to speak, not the upstream's.
+            *resp.version_mut() = hyper::Version::HTTP_11;
             (resp.map(|b| b.boxed()), upstream)
         }
         Ok(Err(e)) => {

@@ -120,6 +120,9 @@ pub struct HostEntry {
 pub struct Snapshot {
     exact: HashMap<String, Arc<HostEntry>>,
     wildcard: HashMap<String, Arc<HostEntry>>,
+    /// Hosts an Ingress names but that are not served (fail closed): a
+    /// covering wildcard must not answer for them under its own policy.
+    blocked: std::collections::HashSet<String>,
     /// What could not be served as written (and whether a last good config
     /// was kept for it).
     pub problems: Vec<Problem>,
@@ -129,9 +132,13 @@ impl Snapshot {
     /// The host serving `name` (SNI or Host header): exact, then wildcard.
     pub fn lookup(&self, name: &str) -> Option<&Arc<HostEntry>> {
         let n = hosts::normalize(name);
-        self.exact
-            .get(&n)
-            .or_else(|| hosts::covering_wildcard(&n).and_then(|w| self.wildcard.get(&w)))
+        if let Some(e) = self.exact.get(&n) {
+            return Some(e);
+        }
+        if self.blocked.contains(&n) {
+            return None;
+        }
+        hosts::covering_wildcard(&n).and_then(|w| self.wildcard.get(&w))
     }
 
     /// Every served host.
@@ -172,7 +179,7 @@ impl Snapshot {
         });
         let policy_index = PolicyIndex::new(&world.policies);
         for ing in ingresses {
-            add_ingress(ing, &idx, &policy_index, &mut drafts, &mut next.problems);
+            add_ingress(ing, &idx, &policy_index, &mut drafts, &mut next);
         }
         let mut certs: HashMap<String, Result<(Arc<rustls::sign::CertifiedKey>, i64), String>> =
             HashMap::new();
@@ -192,10 +199,13 @@ impl Snapshot {
                         });
                         next.insert(last_good.clone());
                     }
-                    None => next.problems.push(Problem {
-                        object: problem.object,
-                        message: format!("{}; {host} is not served", problem.message),
-                    }),
+                    None => {
+                        next.blocked.insert(host.clone());
+                        next.problems.push(Problem {
+                            object: problem.object,
+                            message: format!("{}; {host} is not served", problem.message),
+                        });
+                    }
                 },
             }
         }
@@ -265,8 +275,18 @@ fn add_ingress(
     idx: &Index,
     policies: &PolicyIndex,
     drafts: &mut BTreeMap<String, Draft>,
-    problems: &mut Vec<Problem>,
+    next: &mut Snapshot,
 ) {
+    let problems = &mut next.problems;
+    let blocked = &mut next.blocked;
+    let rule_hosts = || {
+        ing.spec
+            .iter()
+            .flat_map(|s| s.rules.iter().flatten())
+            .filter_map(|r| r.host.as_deref())
+            .filter(|h| !h.is_empty())
+            .map(hosts::normalize)
+    };
     let ns = ing.namespace().unwrap_or_default();
     let id = format!("{ns}/{}", ing.name_any());
     let object = format!("Ingress {id}");
@@ -289,6 +309,7 @@ fn add_ingress(
                             many.join(", ")
                         ),
                     });
+                    blocked.extend(rule_hosts());
                     return;
                 }
             }
@@ -328,6 +349,7 @@ fn add_ingress(
                     "host {host:?} is not covered by spec.tls; not served (HTTPS only)"
                 ),
             });
+            blocked.insert(host);
             continue;
         };
         let draft = drafts.entry(host.clone()).or_insert_with(|| Draft {
@@ -469,11 +491,17 @@ fn read_source(
         let data = c
             .data
             .as_ref()
-            .and_then(|d| d.get(key))
+            .and_then(|d| d.get(key).cloned())
+            .or_else(|| {
+                c.binary_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            })
             .ok_or_else(|| format!("{field}: ConfigMap {ns}/{} has no key {key:?}", r.name))?;
         return Ok(PemInput::new(
             format!("{field} (ConfigMap {}, key {key})", r.name),
-            data.clone(),
+            data,
         ));
     }
     src.inline
@@ -649,6 +677,66 @@ mod tests {
             json!({"metadata": {"name": "i"}, "spec": {"ingressClassName": class}}),
         )
         .unwrap()
+    }
+
+    fn tls_secret(name: &str, host: &str) -> serde_json::Value {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": name, "namespace": "apps"},
+               "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}})
+    }
+
+    fn ingress(name: &str, host: &str, secret: &str, policy: Option<&str>) -> serde_json::Value {
+        let ann = policy.map_or(json!({}), |p| json!({"tlsward.io/client-auth-policy": p}));
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": name, "namespace": "apps", "annotations": ann},
+               "spec": {"ingressClassName": "tlsward", "tls": [{"hosts": [host], "secretName": secret}],
+                        "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    }
+
+    #[test]
+    fn a_host_that_is_not_served_is_not_answered_by_a_wildcard() {
+        let docs: Vec<crate::manifests::Document> = [
+            tls_secret("wild-tls", "*.apps.example.com"),
+            tls_secret("ghost-tls", "ghost.apps.example.com"),
+            ingress("wild", "*.apps.example.com", "wild-tls", None),
+            // Bound to a policy that does not exist: fail closed.
+            ingress("ghost", "ghost.apps.example.com", "ghost-tls", Some("missing")),
+            // No TLS for this one: not served over HTTPS under another host's config either.
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "plain", "namespace": "apps"},
+                   "spec": {"ingressClassName": "tlsward", "rules": [{"host": "plain.apps.example.com"}]}}),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| crate::manifests::Document { source: "t".into(), index: i + 1, value })
+        .collect();
+        let (world, problems) = World::from_documents(&docs);
+        assert!(problems.is_empty(), "{problems:?}");
+        let snap = Snapshot::build(
+            &world,
+            &Classes::named("tlsward"),
+            &Snapshot::default(),
+            1_795_392_000,
+        );
+        assert!(
+            snap.lookup("other.apps.example.com").is_some(),
+            "the wildcard serves its own hosts"
+        );
+        assert!(
+            snap.lookup("ghost.apps.example.com").is_none(),
+            "{:?}",
+            snap.problems
+        );
+        assert!(snap.lookup("plain.apps.example.com").is_none());
+        assert!(
+            snap.problems
+                .iter()
+                .any(|p| p.message.contains("missing") && p.message.contains("is not served"))
+        );
     }
 
     #[test]
