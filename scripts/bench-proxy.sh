@@ -18,6 +18,16 @@
 #   BASE_PORT=19400     upstream on BASE_PORT, peers on the next ports
 #   BUILD=1             cargo build --release --bin tlsward first (0: use the binary as is)
 #   PAUSE=1             seconds of quiet between two oha runs
+#   RESUMPTION=off      TLS session resumption on nginx, HAProxy and Envoy:
+#                       off (every new connection is a full mTLS handshake)
+#                       or on (tickets and session cache, so oha resumes);
+#                       tlsward has no switch: the run reports what it does
+#   TLSWARD_ARGS="--header-read-timeout-seconds 300"
+#                       extra flags for `tlsward proxy`; its header-read timeout
+#                       is also its keep-alive idle timeout (10 s by default),
+#                       set here to the 300 s idle timeout the peers get
+#   QUIET_WAIT=0        wait up to this many seconds for other work on the
+#                       machine to stop (under 10% of the CPUs) before the load
 #   OUT_DIR=            if set, the raw oha JSON and the result tables are copied there
 #   KEEP_WORK=0         1: keep the temporary directory (configs, PKI, logs)
 #
@@ -40,8 +50,11 @@ MEMORY_PEERS="${MEMORY_PEERS:-tlsward nginx}"
 BASE_PORT="${BASE_PORT:-19400}"
 BUILD="${BUILD:-1}"
 PAUSE="${PAUSE:-1}"
+RESUMPTION="${RESUMPTION:-off}"
+TLSWARD_ARGS="${TLSWARD_ARGS---header-read-timeout-seconds 300}"
 OUT_DIR="${OUT_DIR:-}"
 KEEP_WORK="${KEEP_WORK:-0}"
+QUIET_WAIT="${QUIET_WAIT:-0}"
 
 die() {
   echo "bench-proxy: setup failed: $*" >&2
@@ -49,17 +62,19 @@ die() {
 }
 log() { echo "bench-proxy: $*" >&2; }
 
-for v in ROUNDS DURATION CONNECTIONS IDLE_CONNECTIONS BASE_PORT PAUSE; do
+for v in ROUNDS DURATION CONNECTIONS IDLE_CONNECTIONS BASE_PORT PAUSE QUIET_WAIT; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
-[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] ||
+if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 1 ] || [ "$CONNECTIONS" -lt 1 ]; then
   die "ROUNDS, DURATION and CONNECTIONS must be at least 1"
+fi
 for p in $PEERS; do
   case "$p" in tlsward | nginx | haproxy | envoy) ;; *) die "unknown peer '$p' in PEERS" ;; esac
 done
 for m in $MODES; do
   case "$m" in http1 | h2 | newconn) ;; *) die "unknown mode '$m' in MODES" ;; esac
 done
+case "$RESUMPTION" in on | off) ;; *) die "RESUMPTION must be on or off, got '$RESUMPTION'" ;; esac
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- ports --
@@ -249,7 +264,9 @@ start_nginx() {
   [ "$worker_connections" -lt 4096 ] && worker_connections=4096
   nginx_start nginx nginx.conf.tmpl "$PORT_NGINX" UPSTREAM_PORT="$PORT_UPSTREAM" \
     WORKER_CONNECTIONS="$worker_connections" LISTEN_HTTP2="$NGINX_LISTEN_HTTP2" \
-    HTTP2_DIRECTIVE="$NGINX_HTTP2_DIRECTIVE"
+    HTTP2_DIRECTIVE="$NGINX_HTTP2_DIRECTIVE" \
+    SESSION_TICKETS="$([ "$RESUMPTION" = on ] && echo on || echo off)" \
+    SESSION_CACHE="$([ "$RESUMPTION" = on ] && echo shared:bench_tls:10m || echo off)"
 }
 
 start_haproxy() {
@@ -257,7 +274,9 @@ start_haproxy() {
   mkdir -p "$dir"
   python3 "$BENCH/render.py" "$BENCH/haproxy.cfg.tmpl" "$dir/haproxy.cfg" DIR="$dir" \
     PORT="$PORT_HAPROXY" UPSTREAM_PORT="$PORT_UPSTREAM" PKI="$PKI" \
-    THREADS="$(nproc)" MAXCONN=$((NOFILE / 2 - 100)) || die "rendering haproxy.cfg"
+    THREADS="$(nproc)" MAXCONN=$((NOFILE / 2 - 100)) \
+    NO_TLS_TICKETS="$([ "$RESUMPTION" = on ] || echo ' no-tls-tickets')" \
+    CACHE_SIZE="$([ "$RESUMPTION" = on ] && echo 20000 || echo 0)" || die "rendering haproxy.cfg"
   haproxy -c -q -f "$dir/haproxy.cfg" >"$WORK/logs/haproxy-check.log" 2>&1 ||
     {
       cat "$WORK/logs/haproxy-check.log" >&2
@@ -270,7 +289,8 @@ start_envoy() {
   local dir="$WORK/envoy"
   mkdir -p "$dir"
   python3 "$BENCH/render.py" "$BENCH/envoy.yaml.tmpl" "$dir/envoy.yaml" \
-    PORT="$PORT_ENVOY" UPSTREAM_PORT="$PORT_UPSTREAM" PKI="$PKI" || die "rendering envoy.yaml"
+    PORT="$PORT_ENVOY" UPSTREAM_PORT="$PORT_UPSTREAM" PKI="$PKI" \
+    DISABLE_RESUMPTION="$([ "$RESUMPTION" = on ] && echo false || echo true)" || die "rendering envoy.yaml"
   "$ENVOY" --mode validate -c "$dir/envoy.yaml" -l warn >"$WORK/logs/envoy-check.log" 2>&1 ||
     {
       tail -n 20 "$WORK/logs/envoy-check.log" >&2
@@ -286,10 +306,12 @@ start_tlsward() {
     UPSTREAM_PORT="$PORT_UPSTREAM" SERVER_CRT@="$PKI/server.crt" SERVER_KEY@="$PKI/server.key" \
     CLIENT_CA_CRT@="$PKI/client-ca.crt" CLIENT_CA_CRL@="$PKI/client-ca.crl" ||
     die "rendering the tlsward manifests"
+  local extra=()
+  read -r -a extra <<<"$TLSWARD_ARGS"
   # Access logs are off for every peer; tlsward's are info-level events.
   start tlsward env RUST_LOG="${TLSWARD_RUST_LOG:-warn}" "$TLSWARD" proxy --config-dir "$dir" \
     --https-listen "127.0.0.1:$PORT_TLSWARD" --http-listen "127.0.0.1:$PORT_TLSWARD_HTTP" \
-    --admin-listen "127.0.0.1:$PORT_TLSWARD_ADMIN"
+    --admin-listen "127.0.0.1:$PORT_TLSWARD_ADMIN" "${extra[@]}"
 }
 
 # ----------------------------------------------------------- readiness --
@@ -325,15 +347,19 @@ wait_ready() { # wait_ready NAME PORT
 }
 
 # resumption NAME PORT -> "resumed" or "full": whether a second connection
-# that offers the first one's session gets resumed.
+# that offers the first one's session gets resumed. Each connection sends a
+# request, since some servers (BoringSSL's) send TLS 1.3 tickets only with
+# their first application data.
 resumption() {
   local port=$2 sess="$WORK/$1.session"
   local s_client=(openssl s_client -connect "127.0.0.1:$port" -servername bench.local
     -CAfile "$PKI/ca.crt" -cert "$PKI/client.crt" -key "$PKI/client.key")
-  # Stay connected a moment so TLS 1.3 session tickets arrive.
-  (sleep 0.5) | timeout 10 "${s_client[@]}" -sess_out "$sess" >/dev/null 2>&1 || true
+  local request='GET / HTTP/1.1\r\nHost: bench.local\r\n\r\n'
+  # shellcheck disable=SC2059 # the request's \r\n are printf escapes
+  (printf "$request"; sleep 0.5) | timeout 10 "${s_client[@]}" -sess_out "$sess" >/dev/null 2>&1 || true
+  # shellcheck disable=SC2059
   if [ -s "$sess" ] &&
-    (sleep 0.5) | timeout 10 "${s_client[@]}" -sess_in "$sess" 2>/dev/null | grep -q '^Reused,'; then
+    (printf "$request"; sleep 0.5) | timeout 10 "${s_client[@]}" -sess_in "$sess" 2>/dev/null | grep -q '^Reused,'; then
     echo resumed
   else
     echo full
@@ -351,14 +377,16 @@ for _ in $(seq 100); do
 done
 [ "$(curl -s "http://127.0.0.1:$PORT_UPSTREAM/" | wc -c)" = 100 ] || die "the upstream does not serve its 100-byte body"
 
-declare -A RESUMPTION=()
+declare -A RESUMED=()
+: >"$RESULTS/resumption.tsv"
 for peer in $PEERS; do
   "start_$peer"
 done
 for peer in $PEERS; do
   wait_ready "$peer" "$(peer_port "$peer")"
-  RESUMPTION[$peer]="$(resumption "$peer" "$(peer_port "$peer")")"
-  log "$peer ready on 127.0.0.1:$(peer_port "$peer") (mTLS required, h2 and http/1.1 by ALPN; a new connection's handshake: ${RESUMPTION[$peer]})"
+  RESUMED[$peer]="$(resumption "$peer" "$(peer_port "$peer")")"
+  echo "$peer ${RESUMED[$peer]}" >>"$RESULTS/resumption.tsv"
+  log "$peer ready on 127.0.0.1:$(peer_port "$peer") (mTLS required, h2 and http/1.1 by ALPN; a client that offers its last session gets: ${RESUMED[$peer]})"
 done
 SETUP_OK=1
 
@@ -375,14 +403,14 @@ rss_of() { # rss_of PID... -> "<VmRSS KiB> <Pss KiB>" summed over the processes
 }
 peer_pids() { # the peer's process and its children (nginx's workers)
   local pid=${PID[$1]}
-  echo "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null)
+  echo "$pid" "$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s ' \n' ' ')"
 }
 
 measure_memory() { # measure_memory PEER
   local peer=$1 port pids before after out="$WORK/logs/idle-$1.log" ready="" estab line still
   port="$(peer_port "$peer")"
-  pids=($(peer_pids "$peer"))
-  before=($(rss_of "${pids[@]}"))
+  read -r -a pids <<<"$(peer_pids "$peer")"
+  read -r -a before <<<"$(rss_of "${pids[@]}")"
   rm -f "$WORK/idle.fifo"
   mkfifo "$WORK/idle.fifo"
   python3 "$BENCH/idle_tls_clients.py" --port "$port" --sni bench.local -n "$IDLE_CONNECTIONS" \
@@ -407,8 +435,8 @@ measure_memory() { # measure_memory PEER
     return 0
   fi
   sleep 2 # let the server settle
-  pids=($(peer_pids "$peer"))
-  after=($(rss_of "${pids[@]}"))
+  read -r -a pids <<<"$(peer_pids "$peer")"
+  read -r -a after <<<"$(rss_of "${pids[@]}")"
   estab="$(ss -Htn state established "sport = :$port" | wc -l)"
   exec 9>&- # the client closes its connections and exits
   for _ in $(seq 100); do
@@ -435,6 +463,61 @@ if [ "$IDLE_CONNECTIONS" -gt 0 ]; then
 fi
 
 # ----------------------------------------------------------------- load --
+# Anything else running on the machine (a build, another benchmark) skews
+# the figures, so the run measures it: the CPUs' busy time from /proc/stat
+# minus what the peers, the upstream and oha used.
+cpu_sample() { # -> "<busy ticks> <total ticks>" over all CPUs
+  local f total=0 x
+  read -r -a f <<<"$(sed -n 's/^cpu  //p' /proc/stat)"
+  for x in "${f[@]:0:8}"; do total=$((total + x)); done # user .. steal
+  # Busy: user, nice, system and steal. Interrupt time is left out: on
+  # loopback it is mostly the benchmark's own packets, which no process's
+  # utime/stime includes.
+  echo "$((f[0] + f[1] + f[2] + f[7])) $total"
+}
+own_ticks() { # CPU ticks used so far by the processes this script started
+  local sum=0 top pid stat f
+  for top in "${STARTED[@]}"; do
+    # shellcheck disable=SC2046 # one pid a word
+    for pid in "$top" $(ps -o pid= --ppid "$top" 2>/dev/null); do
+      stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || continue
+      read -r -a f <<<"${stat##*) }" # fields from the 3rd (state) on
+      sum=$((sum + f[11] + f[12]))   # utime + stime
+    done
+  done
+  echo "$sum"
+}
+reaped_ticks() { # CPU ticks of this shell's finished children (oha among them)
+  times | awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
+    printf "%d\n", t * hz }'
+}
+foreign_percent() { # foreign_percent "<sample before>" "<sample after>" OWN_TICKS
+  local b0 t0 b1 t1
+  read -r b0 t0 <<<"$1"
+  read -r b1 t1 <<<"$2"
+  local other=$((b1 - b0 - $3))
+  [ "$other" -lt 0 ] && other=0
+  echo $((other * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+}
+other_work_percent() { # share of the CPUs other work takes over one second
+  local sample own
+  sample="$(cpu_sample)" own="$(own_ticks)"
+  sleep 1
+  foreign_percent "$sample" "$(cpu_sample)" $(($(own_ticks) - own))
+}
+BUSY_BEFORE="$(other_work_percent)"
+if [ "$QUIET_WAIT" -gt 0 ] && [ "$BUSY_BEFORE" -gt 10 ]; then
+  log "other work takes ${BUSY_BEFORE}% of the CPUs; waiting up to ${QUIET_WAIT}s for it to stop"
+  deadline=$((SECONDS + QUIET_WAIT))
+  while [ "$BUSY_BEFORE" -gt 10 ] && [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 4
+    BUSY_BEFORE="$(other_work_percent)"
+  done
+fi
+[ "$BUSY_BEFORE" -le 10 ] || log "warning: the CPUs are ${BUSY_BEFORE}% busy with other work before the load phase; figures will be noisy"
+
 OHA_TLS=(--cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key")
 run_oha() { # run_oha MODE ROUND PEER
   local mode=$1 round=$2 peer=$3 port json flags=()
@@ -445,16 +528,20 @@ run_oha() { # run_oha MODE ROUND PEER
     h2) flags=(--http2) ;;
     newconn) flags=(--http-version 1.1 --disable-keepalive) ;;
   esac
+  local sample0 own0 reaped0 foreign
+  sample0="$(cpu_sample)" own0="$(own_ticks)" reaped0="$(reaped_ticks)"
   # The URL names bench.local (SNI, Host); --connect-to sends it to loopback.
   if timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -z "${DURATION}s" \
     -c "$CONNECTIONS" -t 10s "${OHA_TLS[@]}" "${flags[@]}" \
     --connect-to "bench.local:$port:127.0.0.1:$port" "https://bench.local:$port/" \
-    >"$json" 2>"$RESULTS/$mode-round$round-$peer.err" &&
-    python3 "$BENCH/report.py" extract "$json" >"$json.line" 2>/dev/null; then
-    echo "$mode $round $peer $(cat "$json.line")" >>"$RESULTS/results.tsv"
-    log "round $round $mode $peer: $(awk '{printf "%s req/s, p99 %s ms, %s errors", $1, $2, $4}' "$json.line")"
+    >"$json" 2>"$RESULTS/$mode-round$round-$peer.err"; then
+    foreign="$(foreign_percent "$sample0" "$(cpu_sample)" $(($(own_ticks) - own0 + $(reaped_ticks) - reaped0)))"
+  fi
+  if [ -n "$foreign" ] && python3 "$BENCH/report.py" extract "$json" >"$json.line" 2>/dev/null; then
+    echo "$mode $round $peer $(cat "$json.line") $foreign" >>"$RESULTS/results.tsv"
+    log "round $round $mode $peer: $(awk '{printf "%s req/s, p99 %s ms, %s errors", $1, $2, $4}' "$json.line"), ${foreign}% CPU used by other work"
   else
-    echo "$mode $round $peer 0 nan 0 -1" >>"$RESULTS/results.tsv"
+    echo "$mode $round $peer 0 nan 0 -1 0" >>"$RESULTS/results.tsv"
     log "round $round $mode $peer: oha failed: $(tail -n 3 "$RESULTS/$mode-round$round-$peer.err" | tr '\n' ' ')"
   fi
   sleep "$PAUSE"
@@ -481,11 +568,13 @@ done
       nginx) printf 'nginx %s; ' "$(nginx -v 2>&1 | sed 's|.*/||')" ;;
       haproxy) printf 'HAProxy %s; ' "$(haproxy -v | awk 'NR==1 {print $3}')" ;;
       envoy) printf 'Envoy %s; ' "$("$ENVOY" --version | sed -n 's|.*/\([0-9.]*\)/Clean.*|\1|p')" ;;
-      tlsward) printf 'tlsward %s; ' "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- src 2>/dev/null || echo +local-changes)" ;;
+      tlsward) printf 'tlsward built %s (tree now at %s); ' "$(date -u -r "$TLSWARD" '+%Y-%m-%d %H:%M UTC')" \
+        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- src 2>/dev/null || echo +local-changes)" ;;
     esac
   done)"
-  echo "new connections: $(for p in $PEERS; do printf '%s %s; ' "$p" "${RESUMPTION[$p]}"; done)(a full handshake is what the mode means to measure)"
-  python3 "$BENCH/report.py" tables "$RESULTS/results.tsv" "$RESULTS/memory.tsv"
+  echo "CPU used by other work on the machine: ${BUSY_BEFORE}% just before the load phase$([ "$BUSY_BEFORE" -le 10 ] || echo ' (NOT idle: treat the figures as noisy)'); per run in the tables (* = over 10%)"
+  echo "session resumption asked of nginx/HAProxy/Envoy: $RESUMPTION; what each peer did when a client offered its last session: $(for p in $PEERS; do printf '%s %s; ' "$p" "${RESUMED[$p]}"; done)"
+  python3 "$BENCH/report.py" tables "$RESULTS/results.tsv" "$RESULTS/memory.tsv" "$RESULTS/resumption.tsv"
 } | tee "$RESULTS/report.txt"
 
 if [ -n "$OUT_DIR" ]; then
