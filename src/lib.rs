@@ -12,6 +12,7 @@ pub mod operator;
 pub mod policy;
 pub mod proxy;
 pub mod quickstart;
+pub mod shutdown;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;

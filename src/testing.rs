@@ -81,25 +81,33 @@ impl Scripted {
         status: u16,
         reply: Value,
     ) -> Value {
+        let want = format!("{method} {path_and_query}");
+        self.expect_matching(&want, |got| got == want, status, Some(reply))
+            .await
+    }
+
+    /// Takes the next request, asserts `matches("METHOD path?query")`, and
+    /// answers `reply`, or echoes the request body when `reply` is None.
+    pub async fn expect_matching(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+        status: u16,
+        reply: Option<Value>,
+    ) -> Value {
         use http_body_util::BodyExt;
         let (request, send) = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             self.handle.next_request(),
         )
         .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "timed out waiting for {method} {path_and_query}; seen {:?}",
-                self.seen
-            )
-        })
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}; seen {:?}", self.seen))
         .expect("the client was dropped");
         let got = format!("{} {}", request.method(), request.uri());
         self.seen.push(got.clone());
-        assert_eq!(
-            got,
-            format!("{method} {path_and_query}"),
-            "request #{}",
+        assert!(
+            matches(&got),
+            "request #{}: expected {what}, got {got}",
             self.seen.len()
         );
         let bytes = request.into_body().collect().await.unwrap().to_bytes();
@@ -108,6 +116,7 @@ impl Scripted {
         } else {
             serde_json::from_slice(&bytes).unwrap()
         };
+        let reply = reply.unwrap_or_else(|| body.clone());
         send.send_response(
             Response::builder()
                 .status(StatusCode::from_u16(status).unwrap())

@@ -5,11 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{Method, Request, Response, StatusCode};
+use axum::http::{Method, StatusCode};
 use base64::Engine;
-use http_body_util::BodyExt;
-use kube::Client;
-use kube::client::Body;
 use kube::runtime::events::Recorder;
 use prometheus_client::registry::Registry;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
@@ -19,8 +16,6 @@ use super::controller::{self, CONTENT_HASH_ANNOTATION, Context, FIELD_MANAGER, P
 use crate::clientauth::ClientAuthPolicy;
 use crate::telemetry::{self, OperatorMetrics};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
 /// The fixed "now" of every scenario: 2026-11-23T00:00:00Z.
 const NOW: i64 = 1_795_392_000;
 const NS: &str = "corp";
@@ -28,11 +23,7 @@ const POLICY: &str = "inventory-clients";
 const TARGET: &str = "inventory-clients-ca";
 const UID: &str = "5b1c2a8e-0000-4000-8000-000000000001";
 
-struct Verifier {
-    handle: Handle,
-    /// Requests seen, as "METHOD path?query".
-    seen: Vec<String>,
-}
+use crate::testing::Scripted as Verifier;
 
 fn ca_pem(cn: &str) -> String {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -50,20 +41,12 @@ fn ca_pem(cn: &str) -> String {
 }
 
 fn context() -> (Arc<Context>, Verifier, Arc<Registry>) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, api) = Verifier::new();
     let recorder = Recorder::new(client.clone(), "tlsward-operator".into());
     let mut registry = Registry::default();
     let metrics = Arc::new(OperatorMetrics::register(&mut registry));
     let ctx = Context::with_clock(client, recorder, metrics, || NOW);
-    (
-        Arc::new(ctx),
-        Verifier {
-            handle,
-            seen: Vec::new(),
-        },
-        Arc::new(registry),
-    )
+    (Arc::new(ctx), api, Arc::new(registry))
 }
 
 fn policy(status: Option<Value>) -> ClientAuthPolicy {
@@ -111,57 +94,19 @@ fn ingress_list() -> Value {
 }
 
 impl Verifier {
-    /// Takes the next request, checks method and path (with query), answers.
-    async fn expect(
+    /// `expect` with the fixtures' (status, body) answers.
+    async fn answer(
         &mut self,
         method: Method,
         path_and_query: &str,
         answer: (StatusCode, Value),
     ) -> Value {
-        let (request, send) =
-            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "timed out waiting for {method} {path_and_query}; seen {:?}",
-                        self.seen
-                    )
-                })
-                .expect("the client was dropped");
-        let got = format!("{} {}", request.method(), request.uri());
-        self.seen.push(got.clone());
-        assert_eq!(
-            got,
-            format!("{method} {path_and_query}"),
-            "request #{}",
-            self.seen.len()
-        );
-        let bytes = request.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        let (status, reply) = answer;
-        send.send_response(
-            Response::builder()
-                .status(status)
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap(),
-        );
-        body
-    }
-
-    async fn expect_no_more(&mut self) {
-        if let Ok(Some((req, _))) =
-            tokio::time::timeout(Duration::from_millis(200), self.handle.next_request()).await
-        {
-            panic!("unexpected request {} {}", req.method(), req.uri());
-        }
+        self.expect(method.as_str(), path_and_query, answer.0.as_u16(), answer.1)
+            .await
     }
 
     async fn get_source(&mut self, answer: (StatusCode, Value)) {
-        self.expect(
+        self.answer(
             Method::GET,
             &format!("/api/v1/namespaces/{NS}/secrets/corp-ca"),
             answer,
@@ -170,7 +115,7 @@ impl Verifier {
     }
 
     async fn get_target(&mut self, answer: (StatusCode, Value)) {
-        self.expect(
+        self.answer(
             Method::GET,
             &format!("/api/v1/namespaces/{NS}/secrets/{TARGET}"),
             answer,
@@ -180,7 +125,7 @@ impl Verifier {
 
     async fn apply_target(&mut self) -> Value {
         let body = self
-            .expect(
+            .answer(
                 Method::PATCH,
                 &format!("/api/v1/namespaces/{NS}/secrets/{TARGET}?&force=true&fieldManager={FIELD_MANAGER}"),
                 (StatusCode::OK, json!({})),
@@ -191,7 +136,7 @@ impl Verifier {
     }
 
     async fn list_ingresses(&mut self) {
-        self.expect(
+        self.answer(
             Method::GET,
             &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses?"),
             (StatusCode::OK, ingress_list()),
@@ -201,7 +146,7 @@ impl Verifier {
 
     async fn patch_status(&mut self) -> Value {
         let body = self
-            .expect(
+            .answer(
                 Method::PATCH,
                 &format!(
                     "/apis/tlsward.io/v1alpha1/namespaces/{NS}/clientauthpolicies/{POLICY}/status?"
@@ -213,32 +158,18 @@ impl Verifier {
     }
 
     /// An Event on the policy: created, or patched when kube's recorder
-    /// folds a repeat into an event series.
+    /// folds a repeat into an event series. The event is echoed back.
     async fn event(&mut self) -> Value {
-        let (request, send) =
-            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting for an event; seen {:?}", self.seen))
-                .expect("the client was dropped");
-        let got = format!("{} {}", request.method(), request.uri());
-        self.seen.push(got.clone());
         let prefix = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
-        let ok = (request.method() == Method::POST && request.uri().path() == prefix)
-            || (request.method() == Method::PATCH
-                && request
-                    .uri()
-                    .path()
-                    .starts_with(&format!("{prefix}/{POLICY}.")));
-        assert!(ok, "expected an event create or series patch, got {got}");
-        let bytes = request.into_body().collect().await.unwrap().to_bytes();
-        let body: Value = serde_json::from_slice(&bytes).unwrap();
-        send.send_response(
-            Response::builder()
-                .status(StatusCode::OK)
-                .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                .unwrap(),
-        );
-        body
+        let series = format!("PATCH {prefix}/{POLICY}.");
+        let create = format!("POST {prefix}?");
+        self.expect_matching(
+            "an event create or series patch",
+            |got| got == create || got.starts_with(&series),
+            200,
+            None,
+        )
+        .await
     }
 }
 
@@ -539,7 +470,7 @@ async fn last_bound_ingress_leaving_empties_the_list() {
     let task = reconcile(policy(Some(status)), &ctx).await;
     api.get_source((StatusCode::OK, source_secret(&ca))).await;
     api.get_target((StatusCode::OK, applied)).await;
-    api.expect(
+    api.answer(
         Method::GET,
         &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses?"),
         (StatusCode::OK, json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressList", "metadata": {}, "items": []})),

@@ -117,21 +117,6 @@ pub fn policies_for_ingress(
     out
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-}
-
 /// Runs the controller over every namespace until `stop` resolves.
 async fn run_controller(
     client: Client,
@@ -223,7 +208,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let router = telemetry::admin_router(admin.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(crate::shutdown::signal())
             .await;
     });
     // Standby replicas are ready: they serve metrics and wait for the Lease.
@@ -251,17 +236,17 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 Ok(l) => break l,
                 Err(e) => warn!(error = %e, "setting up the leader-election Lease; retrying in 5 s"),
             },
-            _ = shutdown_signal() => return Ok(()),
+            _ = crate::shutdown::signal() => return Ok(()),
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {},
-            _ = shutdown_signal() => return Ok(()),
+            _ = crate::shutdown::signal() => return Ok(()),
         }
     };
     let (mut leader, lease_task) = lease.watch().await;
     info!(%identity, namespace = %args.leader_election_namespace, "waiting for leadership");
     tokio::select! {
-        _ = shutdown_signal() => { drop(leader); let _ = lease_task.await; return Ok(()); }
+        _ = crate::shutdown::signal() => { drop(leader); let _ = lease_task.await; return Ok(()); }
         r = async {
             while !*leader.borrow_and_update() {
                 leader.changed().await.map_err(|_| anyhow::anyhow!("the leader-election task stopped"))?;
@@ -275,7 +260,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let mut lost = leader.clone();
     let stop = async move {
         tokio::select! {
-            _ = shutdown_signal() => {},
+            _ = crate::shutdown::signal() => {},
             _ = async { while *lost.borrow_and_update() { if lost.changed().await.is_err() { break; } } } => {
                 warn!("leadership lost: stopping");
             },

@@ -236,21 +236,6 @@ impl DirectorySource {
     }
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-}
-
 /// Loads the directory once before serving (so /readyz means "serving"),
 /// then polls it.
 fn start_directory_source(
@@ -372,7 +357,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         args.redirect_https_port,
         stop_rx.clone(),
     ));
-    shutdown_signal().await;
+    crate::shutdown::signal().await;
     info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
     let _ = https_task.await;

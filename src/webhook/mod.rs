@@ -416,21 +416,6 @@ fn manifest_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-}
-
 /// Bootstraps the self-managed certificate (retrying until the API answers)
 /// and keeps it current in the background.
 async fn self_signed(secret: &str, configs: &[String]) -> anyhow::Result<Arc<SwappableCert>> {
@@ -503,7 +488,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let admin_app = telemetry::admin_router(app.admin.clone());
     tokio::spawn(async move {
         let _ = axum::serve(admin, admin_app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(crate::shutdown::signal())
             .await;
     });
 
@@ -523,7 +508,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     {
         let handle = handle.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            crate::shutdown::signal().await;
             info!("shutting down: draining in-flight reviews");
             handle.graceful_shutdown(Some(grace));
         });
