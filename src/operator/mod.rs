@@ -243,10 +243,37 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             _ = crate::shutdown::signal() => return Ok(()),
         }
     };
-    let (mut leader, lease_task) = lease.watch().await;
+    let (leader, lease_task) = lease.watch().await;
     info!(%identity, namespace = %args.leader_election_namespace, "waiting for leadership");
+    let recorder = Recorder::new(client.clone(), "tlsward-operator".into());
+    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics));
+    let led = lead(leader.clone(), crate::shutdown::signal(), move |stop| {
+        info!("leading: reconciling ClientAuthPolicies");
+        run_controller(client, ctx, stop)
+    })
+    .await;
+    drop(leader);
+    let _ = lease_task.await;
+    info!("operator stopped");
+    led
+}
+
+/// Runs `work` only while `leader` says this replica holds the Lease: it
+/// starts once leadership is won and is told to stop (through the future it
+/// is given) when leadership is lost or `shutdown` fires. Returns without
+/// running `work` if shutdown comes first.
+pub async fn lead<W, F>(
+    mut leader: tokio::sync::watch::Receiver<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    work: W,
+) -> anyhow::Result<()>
+where
+    W: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     tokio::select! {
-        _ = crate::shutdown::signal() => { drop(leader); let _ = lease_task.await; return Ok(()); }
+        _ = shutdown.clone() => return Ok(()),
         r = async {
             while !*leader.borrow_and_update() {
                 leader.changed().await.map_err(|_| anyhow::anyhow!("the leader-election task stopped"))?;
@@ -254,21 +281,84 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             Ok::<(), anyhow::Error>(())
         } => r?,
     }
-    info!(%identity, "leading: reconciling ClientAuthPolicies");
-    let recorder = Recorder::new(client.clone(), "tlsward-operator".into());
-    let ctx = Arc::new(Context::new(client.clone(), recorder, metrics));
-    let mut lost = leader.clone();
+    let mut lost = leader;
     let stop = async move {
         tokio::select! {
-            _ = crate::shutdown::signal() => {},
+            _ = shutdown => {},
             _ = async { while *lost.borrow_and_update() { if lost.changed().await.is_err() { break; } } } => {
                 warn!("leadership lost: stopping");
             },
         }
     };
-    run_controller(client, ctx, stop).await;
-    drop(leader);
-    let _ = lease_task.await;
-    info!("operator stopped");
+    work(Box::pin(stop)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod leadership_tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn flag() -> Arc<AtomicBool> {
+        Arc::new(AtomicBool::new(false))
+    }
+
+    #[tokio::test]
+    async fn reconciles_only_while_holding_the_lease() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (started, stopped) = (flag(), flag());
+        let (s, t) = (started.clone(), stopped.clone());
+        let task = tokio::spawn(lead(rx, std::future::pending(), move |stop| async move {
+            s.store(true, Ordering::SeqCst);
+            stop.await;
+            t.store(true, Ordering::SeqCst);
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !started.load(Ordering::SeqCst),
+            "a standby replica does not reconcile"
+        );
+        tx.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(started.load(Ordering::SeqCst) && !stopped.load(Ordering::SeqCst));
+        tx.send(false).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "losing the Lease stops the controller"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_while_waiting_never_reconciles() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let started = flag();
+        let s = started.clone();
+        lead(rx, async {}, move |_stop| async move {
+            s.store(true, Ordering::SeqCst)
+        })
+        .await
+        .unwrap();
+        assert!(!started.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_dead_election_task_is_an_error_not_leadership() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        drop(tx);
+        let started = flag();
+        let s = started.clone();
+        let r = lead(rx, std::future::pending(), move |_stop| async move {
+            s.store(true, Ordering::SeqCst)
+        })
+        .await;
+        assert!(r.is_err());
+        assert!(!started.load(Ordering::SeqCst));
+    }
 }
