@@ -484,3 +484,59 @@ async fn last_bound_ingress_leaving_empties_the_list() {
         "an explicit empty list, so the merge patch clears it"
     );
 }
+
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_reconcile_log_line_names_the_policy() {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (ctx, mut api, _) = context();
+    // A failing reconcile logs a warning; a successful one logs the write.
+    let task = reconcile(policy(None), &ctx).await;
+    api.get_source(not_found("secrets", "corp-ca")).await;
+    api.list_ingresses().await;
+    api.patch_status().await;
+    api.event().await;
+    task.await.unwrap().unwrap();
+    let ca = ca_pem("Corp Clients CA");
+    first_reconcile(&ctx, &mut api, &ca).await;
+
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{text}");
+    for l in &lines {
+        assert_eq!(l["span"]["namespace"], NS, "{l}");
+        assert_eq!(l["span"]["policy"], POLICY, "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l["message"] == "bundle written"),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l["reason"] == "SourceNotFound"),
+        "{text}"
+    );
+}
