@@ -17,14 +17,18 @@
 //!   AdmissionReview: what one webhook request costs minus HTTP and TLS
 //!   (JSON decoding included).
 //!
-//! After a `cargo bench` run the targets are checked against criterion's
-//! median estimates: 1-host validate median <= 10 us, and validate with
-//! 10,000 policies <= 1.1 x validate with 1.
+//! After a `cargo bench` run the targets are checked: 1-host validate median
+//! <= 10 us (criterion's estimate), and 10,000 policies <= 1.1 x 1 policy.
+//! The ratio is also measured paired: the two cases alternate in short
+//! blocks and the median of the per-block ratios is reported, so load from
+//! other processes on a shared machine falls on both sides alike; that is
+//! the figure the target is judged on.
 
 mod common;
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use common::{Binding, NAMESPACE};
 use criterion::{BenchmarkId, Criterion};
@@ -246,7 +250,7 @@ fn report_targets() {
             (Some(one), Some(many)) => {
                 let ratio = many / one;
                 println!(
-                    "  {case}: {MANY} policies {:.2} us / 1 policy {:.2} us = {ratio:.3} (target <= 1.1): {}",
+                    "  {case}: {MANY} policies {:.2} us / 1 policy {:.2} us = {ratio:.3} (unpaired; target <= 1.1): {}",
                     many / 1e3,
                     one / 1e3,
                     if ratio <= 1.1 { "met" } else { "MISSED" }
@@ -254,6 +258,109 @@ fn report_targets() {
             }
             _ => println!("  {case}: no estimate (benchmark filtered out?)"),
         }
+    }
+}
+
+/// Paired blocks per ratio.
+const BLOCKS: usize = 201;
+
+fn time_block(f: &mut impl FnMut(), iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed()
+}
+
+/// time(`many`) / time(`one`) over [`BLOCKS`] pairs of ~1 ms blocks, the
+/// order alternating from pair to pair; sorted.
+fn paired_ratios(mut one: impl FnMut(), mut many: impl FnMut()) -> Vec<f64> {
+    let mut iters = 1u64;
+    while time_block(&mut one, iters) < Duration::from_millis(1) && iters < 1 << 24 {
+        iters *= 2;
+    }
+    let mut ratios: Vec<f64> = (0..BLOCKS)
+        .map(|i| {
+            let (t1, tm) = if i % 2 == 0 {
+                let t1 = time_block(&mut one, iters);
+                (t1, time_block(&mut many, iters))
+            } else {
+                let tm = time_block(&mut many, iters);
+                (time_block(&mut one, iters), tm)
+            };
+            tm.as_secs_f64() / t1.as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
+fn report_paired(policy: &IngressTlsPolicy, one: &PolicyIndex) {
+    println!(
+        "\n{MANY} vs 1 policies, paired ({BLOCKS} alternating block pairs; median and quartiles of time({MANY}) / time(1)):"
+    );
+    let many = policy_index(MANY);
+    let (ctx1, ctxm) = (context(policy, one), context(policy, &many));
+    let by_annotation = decoded_ingress(1, Binding::Annotation);
+    let by_selector = decoded_ingress(1, Binding::Selector);
+    let (ra, rs) = (review(&by_annotation), review(&by_selector));
+    let (snap1, snapm) = (snapshot(policy, 1), snapshot(policy, MANY));
+    let small = body(1);
+    let cases: [(&str, Vec<f64>); 4] = [
+        (
+            "validate_annotation",
+            paired_ratios(
+                || {
+                    black_box(admission::validate(black_box(&ra), &ctx1));
+                },
+                || {
+                    black_box(admission::validate(black_box(&ra), &ctxm));
+                },
+            ),
+        ),
+        (
+            "validate_selector",
+            paired_ratios(
+                || {
+                    black_box(admission::validate(black_box(&rs), &ctx1));
+                },
+                || {
+                    black_box(admission::validate(black_box(&rs), &ctxm));
+                },
+            ),
+        ),
+        (
+            "mutate_selector",
+            paired_ratios(
+                || {
+                    black_box(admission::mutate(black_box(&rs), &ctx1));
+                },
+                || {
+                    black_box(admission::mutate(black_box(&rs), &ctxm));
+                },
+            ),
+        ),
+        (
+            "decide_validate_1_host",
+            paired_ratios(
+                || {
+                    let _ = black_box(decide(Hook::Validate, black_box(&small), &snap1, None));
+                },
+                || {
+                    let _ = black_box(decide(Hook::Validate, black_box(&small), &snapm, None));
+                },
+            ),
+        ),
+    ];
+    for (name, r) in cases {
+        let q = |p: f64| r[((r.len() - 1) as f64 * p).round() as usize];
+        let median = q(0.5);
+        println!(
+            "  {name}: {median:.3} (quartiles {:.3} .. {:.3}) (target <= 1.1): {}",
+            q(0.25),
+            q(0.75),
+            if median <= 1.1 { "met" } else { "MISSED" }
+        );
     }
 }
 
@@ -269,5 +376,6 @@ fn main() {
     // benchmark once in test mode, where there are no estimates to check.
     if std::env::args().any(|a| a == "--bench") {
         report_targets();
+        report_paired(&policy, &one);
     }
 }
