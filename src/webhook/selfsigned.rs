@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -241,31 +241,60 @@ pub struct SelfSigned {
     pub configs: Vec<String>,
 }
 
+/// Both webhook configuration kinds, seen as their webhooks' clientConfigs.
+trait WebhookConfiguration:
+    kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned
+{
+    fn client_configs(&self) -> Vec<&WebhookClientConfig>;
+}
+
+impl WebhookConfiguration for ValidatingWebhookConfiguration {
+    fn client_configs(&self) -> Vec<&WebhookClientConfig> {
+        self.webhooks
+            .iter()
+            .flatten()
+            .map(|w| &w.client_config)
+            .collect()
+    }
+}
+
+impl WebhookConfiguration for MutatingWebhookConfiguration {
+    fn client_configs(&self) -> Vec<&WebhookClientConfig> {
+        self.webhooks
+            .iter()
+            .flatten()
+            .map(|w| &w.client_config)
+            .collect()
+    }
+}
+
+/// The named configurations of one kind that exist.
+async fn existing<K: WebhookConfiguration>(
+    client: &Client,
+    names: &[String],
+) -> Result<Vec<K>, kube::Error> {
+    let api: Api<K> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for name in names {
+        out.extend(api.get_opt(name).await?);
+    }
+    Ok(out)
+}
+
 /// The DNS names of the Service the configurations call.
 async fn service_names(client: &Client, configs: &[String]) -> Result<Vec<String>, kube::Error> {
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let mut services = Vec::new();
-    for name in configs {
-        if let Some(c) = v.get_opt(name).await? {
-            services.extend(
-                c.webhooks
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|w| w.client_config.service),
-            );
-        }
-        if let Some(c) = m.get_opt(name).await? {
-            services.extend(
-                c.webhooks
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|w| w.client_config.service),
-            );
-        }
-    }
-    let mut names: Vec<String> = services
+    let validating: Vec<ValidatingWebhookConfiguration> = existing(client, configs).await?;
+    let mutating: Vec<MutatingWebhookConfiguration> = existing(client, configs).await?;
+    let services = validating
         .iter()
+        .flat_map(WebhookConfiguration::client_configs)
+        .chain(
+            mutating
+                .iter()
+                .flat_map(WebhookConfiguration::client_configs),
+        )
+        .filter_map(|c| c.service.as_ref());
+    let mut names: Vec<String> = services
         .flat_map(|s| {
             let (n, ns) = (&s.name, &s.namespace);
             [
@@ -370,44 +399,39 @@ fn patch_for(webhooks: &[Option<String>], bundle_b64: &str) -> Option<json_patch
         .flatten()
 }
 
-/// Puts the CA bundle into every webhook of the named configurations.
-async fn inject(client: &Client, configs: &[String], bundle: &str) -> Result<(), kube::Error> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bundle);
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let enc = |b: &Option<ByteString>| {
-        b.as_ref()
-            .map(|b| base64::engine::general_purpose::STANDARD.encode(&b.0))
-    };
-    for name in configs {
-        if let Some(c) = v.get_opt(name).await? {
-            let have: Vec<Option<String>> = c
-                .webhooks
-                .iter()
-                .flatten()
-                .map(|w| enc(&w.client_config.ca_bundle))
-                .collect();
-            if let Some(p) = patch_for(&have, &b64) {
-                v.patch(name, &PatchParams::default(), &Patch::<()>::Json(p))
-                    .await?;
-                info!(config = %name, "caBundle patched into the ValidatingWebhookConfiguration");
-            }
-        }
-        if let Some(c) = m.get_opt(name).await? {
-            let have: Vec<Option<String>> = c
-                .webhooks
-                .iter()
-                .flatten()
-                .map(|w| enc(&w.client_config.ca_bundle))
-                .collect();
-            if let Some(p) = patch_for(&have, &b64) {
-                m.patch(name, &PatchParams::default(), &Patch::<()>::Json(p))
-                    .await?;
-                info!(config = %name, "caBundle patched into the MutatingWebhookConfiguration");
-            }
+/// Puts the CA bundle into every webhook of the named configurations of
+/// one kind, patching only those whose caBundle differs.
+async fn inject_kind<K: WebhookConfiguration>(
+    client: &Client,
+    configs: &[String],
+    b64: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<K> = Api::all(client.clone());
+    for c in existing::<K>(client, configs).await? {
+        let have: Vec<Option<String>> = c
+            .client_configs()
+            .iter()
+            .map(|cc| {
+                cc.ca_bundle
+                    .as_ref()
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(&b.0))
+            })
+            .collect();
+        if let Some(p) = patch_for(&have, b64) {
+            let name = c.meta().name.clone().unwrap_or_default();
+            api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(p))
+                .await?;
+            info!(config = %name, kind = %K::kind(&()), "caBundle patched");
         }
     }
     Ok(())
+}
+
+/// Puts the CA bundle into every webhook of the named configurations.
+async fn inject(client: &Client, configs: &[String], bundle: &str) -> Result<(), kube::Error> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bundle);
+    inject_kind::<ValidatingWebhookConfiguration>(client, configs, &b64).await?;
+    inject_kind::<MutatingWebhookConfiguration>(client, configs, &b64).await
 }
 
 /// What the previous passes did, so a new CA is trusted before it is used.
