@@ -83,6 +83,9 @@ impl Shared {
 struct Connection {
     sni_host: Arc<HostEntry>,
     identity: Option<ClientIdentity>,
+    /// What tells the upstream who the client is, built once per connection:
+    /// hosts reachable on it share the SNI host's policy, hence its mode.
+    identity_headers: Vec<(HeaderName, HeaderValue)>,
     /// Why the verified client is refused, if it is not on the allow-list.
     refused: Option<String>,
     peer: SocketAddr,
@@ -107,6 +110,39 @@ fn handshake(metrics: &ProxyMetrics, result: &'static str, reason: &'static str)
         .handshakes
         .get_or_create(&HandshakeLabels { result, reason })
         .inc();
+}
+
+/// The identity headers `forward` asks for (none without a client
+/// certificate). Client-sent copies are always removed separately.
+fn identity_headers(
+    forward: ForwardClientCert,
+    id: Option<&ClientIdentity>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(id) = id else {
+        return Vec::new();
+    };
+    let b64 = |der: &[u8]| {
+        format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(der)
+        )
+    };
+    let pairs: Vec<(&'static str, String)> = match forward {
+        ForwardClientCert::Sanitize => vec![("x-forwarded-client-cert", id.xfcc())],
+        ForwardClientCert::Rfc9440 => {
+            let mut v = vec![("client-cert", b64(&id.der))];
+            if !id.chain.is_empty() {
+                let chain: Vec<String> = id.chain.iter().map(|c| b64(c)).collect();
+                v.push(("client-cert-chain", chain.join(", ")));
+            }
+            v
+        }
+        ForwardClientCert::None => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(n, v)| Some((HeaderName::from_static(n), HeaderValue::from_str(&v).ok()?)))
+        .collect()
 }
 
 /// Serves HTTPS until `shutdown` flips, then lets connections drain.
@@ -205,6 +241,7 @@ async fn serve_connection(
         handshake(&shared.metrics, "success", "");
     }
     let conn = Arc::new(Connection {
+        identity_headers: identity_headers(host.forward, identity.as_ref()),
         sni_host: host,
         identity,
         refused,
@@ -432,32 +469,8 @@ async fn route(
     if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
         headers.insert("x-forwarded-for", v);
     }
-    if let Some(id) = &conn.identity {
-        match target.forward {
-            ForwardClientCert::Sanitize => {
-                if let Ok(v) = HeaderValue::from_str(&id.xfcc()) {
-                    headers.insert("x-forwarded-client-cert", v);
-                }
-            }
-            ForwardClientCert::Rfc9440 => {
-                let b64 = |der: &[u8]| {
-                    format!(
-                        ":{}:",
-                        base64::engine::general_purpose::STANDARD.encode(der)
-                    )
-                };
-                if let Ok(v) = HeaderValue::from_str(&b64(&id.der)) {
-                    headers.insert("client-cert", v);
-                }
-                if !id.chain.is_empty() {
-                    let chain: Vec<String> = id.chain.iter().map(|c| b64(c)).collect();
-                    if let Ok(v) = HeaderValue::from_str(&chain.join(", ")) {
-                        headers.insert("client-cert-chain", v);
-                    }
-                }
-            }
-            ForwardClientCert::None => {}
-        }
+    for (name, value) in &conn.identity_headers {
+        headers.insert(name.clone(), value.clone());
     }
 
     let limits = &shared.limits;
