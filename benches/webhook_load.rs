@@ -27,8 +27,10 @@
 //!    warm-up (default 1 s) is discarded, then requests are counted for the
 //!    measurement window (default 5 s). Every response must be 200 with
 //!    `"allowed":true`, or the bench fails.
-//! 5. Prints req/s, p50 and p99 per server and round, then the ratios
-//!    tlsward/baseline (throughput) and tlsward-10k/tlsward (latency and
+//! 5. Prints req/s, p50 and p99 per server and round, and the CPU time
+//!    (user + system, from /proc) the server and the load generator spent
+//!    per measured request, then the ratios tlsward/baseline (throughput,
+//!    p99, server CPU per request) and tlsward-10k/tlsward (latency and
 //!    throughput), per round and min/median/max across rounds.
 //!
 //! The tlsward binary is the one cargo builds for this bench. The baseline is
@@ -414,6 +416,26 @@ struct Run {
     rps: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time (user + system) the server spent per measured request.
+    server_cpu: Duration,
+    /// CPU time the load generator (this process) spent per measured request.
+    client_cpu: Duration,
+}
+
+/// User + system CPU time of process `pid` (all its threads) so far, from
+/// /proc/<pid>/stat, in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses; utime and
+    // stime are fields 14 and 15 of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Duration {
@@ -424,6 +446,7 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
 
 async fn drive(
     server: &str,
+    pid: u32,
     addr: SocketAddr,
     cfg: &Config,
     tls: &TlsConnector,
@@ -431,6 +454,7 @@ async fn drive(
 ) -> Run {
     let from = Instant::now() + cfg.warmup;
     let until = from + cfg.measure;
+    let pid = pid.to_string();
     let tasks: Vec<_> = (0..cfg.connections)
         .map(|_| {
             tokio::spawn(client(
@@ -443,6 +467,10 @@ async fn drive(
             ))
         })
         .collect();
+    tokio::time::sleep_until(from.into()).await;
+    let (server_start, client_start) = (cpu_time(&pid), cpu_time("self"));
+    tokio::time::sleep_until(until.into()).await;
+    let (server_end, client_end) = (cpu_time(&pid), cpu_time("self"));
     let mut all = Vec::new();
     for t in tasks {
         match t.await {
@@ -456,11 +484,14 @@ async fn drive(
         "{server}: no request completed in the window"
     );
     all.sort_unstable();
+    let n = all.len() as u32;
     Run {
         requests: all.len(),
         rps: all.len() as f64 / cfg.measure.as_secs_f64(),
         p50: percentile(&all, 50.0),
         p99: percentile(&all, 99.0),
+        server_cpu: server_end.saturating_sub(server_start) / n,
+        client_cpu: client_end.saturating_sub(client_start) / n,
     }
 }
 
@@ -621,8 +652,10 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
     );
-    println!("\n| round | server | requests | req/s | p50 (us) | p99 (us) |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!(
+        "\n| round | server | requests | req/s | p50 (us) | p99 (us) | server CPU/req (us) | load generator CPU/req (us) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let mut runs: Vec<Vec<Run>> = Vec::new();
     for round in 0..cfg.rounds {
         let mut results: Vec<Option<Run>> = vec![None; servers.len()];
@@ -630,15 +663,18 @@ fn main() {
             let i = (round + k) % servers.len();
             servers[i].check_alive();
             let (name, addr) = (servers[i].name.clone(), servers[i].addr);
-            let run = rt.block_on(drive(&name, addr, &cfg, &tls, &body));
+            let pid = servers[i].child.id();
+            let run = rt.block_on(drive(&name, pid, addr, &cfg, &tls, &body));
             servers[i].check_alive();
             println!(
-                "| {} | {name} | {} | {:.0} | {} | {} |",
+                "| {} | {name} | {} | {:.0} | {} | {} | {:.1} | {:.1} |",
                 round + 1,
                 run.requests,
                 run.rps,
                 us(run.p50),
-                us(run.p99)
+                us(run.p99),
+                run.server_cpu.as_secs_f64() * 1e6,
+                run.client_cpu.as_secs_f64() * 1e6
             );
             results[i] = Some(run);
         }
@@ -646,32 +682,23 @@ fn main() {
     }
 
     println!("\nPer server, median across rounds:\n");
-    println!("| server | req/s | p50 (us) | p99 (us) |");
-    println!("|---|---:|---:|---:|");
+    println!("| server | req/s | p50 (us) | p99 (us) | server CPU/req (us) |");
+    println!("|---|---:|---:|---:|---:|");
     for (i, s) in servers.iter().enumerate() {
-        let (_, rps, _) = spread(&mut runs.iter().map(|r| r[i].rps).collect::<Vec<_>>());
-        let (_, p50, _) = spread(
-            &mut runs
-                .iter()
-                .map(|r| r[i].p50.as_secs_f64())
-                .collect::<Vec<_>>(),
-        );
-        let (_, p99, _) = spread(
-            &mut runs
-                .iter()
-                .map(|r| r[i].p99.as_secs_f64())
-                .collect::<Vec<_>>(),
-        );
+        let median =
+            |f: fn(&Run) -> f64| spread(&mut runs.iter().map(|r| f(&r[i])).collect::<Vec<_>>()).1;
         println!(
-            "| {} | {rps:.0} | {:.0} | {:.0} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.1} |",
             s.name,
-            p50 * 1e6,
-            p99 * 1e6
+            median(|r| r.rps),
+            median(|r| r.p50.as_secs_f64()) * 1e6,
+            median(|r| r.p99.as_secs_f64()) * 1e6,
+            median(|r| r.server_cpu.as_secs_f64()) * 1e6,
         );
     }
 
     type Metric = fn(&[Run]) -> f64;
-    let ratios: [(&str, Metric, &str); 5] = [
+    let ratios: [(&str, Metric, &str); 6] = [
         (
             "tlsward / baseline, req/s",
             |r| r[1].rps / r[0].rps,
@@ -680,6 +707,11 @@ fn main() {
         (
             "tlsward / baseline, p99",
             |r| r[1].p99.as_secs_f64() / r[0].p99.as_secs_f64(),
+            "-",
+        ),
+        (
+            "tlsward / baseline, server CPU per request",
+            |r| r[1].server_cpu.as_secs_f64() / r[0].server_cpu.as_secs_f64(),
             "-",
         ),
         (
