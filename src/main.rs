@@ -140,7 +140,8 @@ fn serve(
     role: &str,
     fut: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    telemetry::init_logging(format, level);
+    // Dropped after the runtime, so the last lines are flushed.
+    let _log = telemetry::init_logging(format, level);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

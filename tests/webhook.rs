@@ -160,7 +160,7 @@ async fn dry_run_requests_get_the_same_answer() {
     review["request"]["dryRun"] = json!(true);
     let dry = w.review("/mutate", &review).await;
     assert_eq!(normal["patch"], dry["patch"]);
-    assert!(w.log().contains("dry_run=true"));
+    assert!(w.wait_log("dry_run=true").contains("dry_run=true"));
 }
 
 #[tokio::test]
@@ -351,7 +351,8 @@ async fn broken_certificate_keeps_the_last_good_one() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        w.log().contains("does not match the certificate"),
+        w.wait_log("does not match the certificate")
+            .contains("does not match the certificate"),
         "{}",
         w.log()
     );
@@ -400,8 +401,9 @@ async fn policy_file_reloads_and_a_bad_one_keeps_the_previous() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(w.log().contains("keeping the previous one"));
-    assert!(w.log().contains("Maybe"), "the log says why: {}", w.log());
+    let log = w.wait_log("keeping the previous one");
+    assert!(log.contains("keeping the previous one"), "{log}");
+    assert!(log.contains("Maybe"), "the log says why: {log}");
     assert_eq!(
         w.review("/validate", &review).await["allowed"],
         true,
@@ -449,7 +451,7 @@ async fn json_logs_have_one_line_per_review() {
         &admission_review("uid-json", "CREATE", "team-a", &shop_ingress()),
     )
     .await;
-    let log = w.log();
+    let log = w.wait_log("uid-json");
     let line = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

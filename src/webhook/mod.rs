@@ -259,7 +259,7 @@ fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
                 .reviews
                 .get_or_create(&ReviewLabels {
                     webhook: hook.label(),
-                    operation: d.operation.clone(),
+                    operation: review::operation_label(&d.operation),
                     verdict: d.verdict,
                 })
                 .inc();
@@ -285,7 +285,7 @@ fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
                 .reviews
                 .get_or_create(&ReviewLabels {
                     webhook: hook.label(),
-                    operation: "unknown".into(),
+                    operation: "unknown",
                     verdict: "bad_request",
                 })
                 .inc();

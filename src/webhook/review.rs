@@ -2,6 +2,7 @@
 //! HTTP in sight. The object is kept as raw JSON until it is decoded
 //! straight into an `Ingress`, so a review is parsed once.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -34,43 +35,190 @@ impl Hook {
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
+/// The envelope, generic over how `object`/`oldObject` are decoded: straight
+/// into [`IngressIn`] on the fast path, or kept raw (`&RawValue`) on the
+/// slow path that explains what is wrong with a body.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
+struct ReviewIn<'a, O> {
+    #[serde(borrow, default)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
     #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
-struct GroupVersionKind {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    kind: String,
+struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
-    uid: String,
-    kind: GroupVersionKind,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    operation: String,
+struct RequestIn<'a, O> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: GroupVersionKind<'a>,
     #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    name: Cow<'a, str>,
     #[serde(borrow, default)]
-    old_object: Option<&'a RawValue>,
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default = "none")]
+    old_object: Option<O>,
     #[serde(default)]
     dry_run: bool,
+}
+
+fn none<O>() -> Option<O> {
+    None
+}
+
+/// The part of an Ingress that admission reads. Everything else, notably
+/// `metadata.managedFields` and `status`, is skipped without being
+/// allocated: decoding the whole `k8s_openapi` Ingress cost several times
+/// more than the policy itself.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IngressIn<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    metadata: MetadataIn,
+    #[serde(default)]
+    spec: Option<k8s_openapi::api::networking::v1::IngressSpec>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataIn {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    deletion_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+impl IngressIn<'_> {
+    /// `None` when the object names another apiVersion or kind, which the
+    /// slow path then reports as the full decoder words it.
+    fn into_ingress(self) -> Option<Ingress> {
+        use k8s_openapi::Resource;
+        if self.api_version.is_some_and(|v| v != Ingress::API_VERSION)
+            || self.kind.is_some_and(|k| k != Ingress::KIND)
+        {
+            return None;
+        }
+        let m = self.metadata;
+        Some(Ingress {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                labels: m.labels,
+                annotations: m.annotations,
+                deletion_timestamp: m.deletion_timestamp,
+                ..Default::default()
+            },
+            spec: self.spec,
+            status: None,
+        })
+    }
+}
+
+/// A request whose objects are decoded.
+struct Parsed<'a> {
+    uid: Cow<'a, str>,
+    kind: GroupVersionKind<'a>,
+    name: Cow<'a, str>,
+    namespace: Option<Cow<'a, str>>,
+    operation: Cow<'a, str>,
+    dry_run: bool,
+    /// `Err` carries the reason `request.object` is not an Ingress.
+    object: Result<Option<Ingress>, String>,
+    old: Option<Ingress>,
+}
+
+impl<'a, O> RequestIn<'a, O> {
+    fn parsed(self, object: Result<Option<Ingress>, String>, old: Option<Ingress>) -> Parsed<'a> {
+        Parsed {
+            uid: self.uid,
+            kind: self.kind,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            dry_run: self.dry_run,
+            object,
+            old,
+        }
+    }
+}
+
+/// Decodes a review in one pass when it is well formed (the normal case),
+/// and otherwise again, slowly, to say precisely what is wrong.
+fn parse(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
+    if let Ok(ReviewIn {
+        api_version,
+        kind,
+        request: Some(mut req),
+    }) = std::str::from_utf8(body)
+        .map_err(|_| ())
+        // One UTF-8 check of the whole body instead of one per string.
+        .and_then(|text| serde_json::from_str::<ReviewIn<IngressIn>>(text).map_err(|_| ()))
+        && api_version == API_VERSION
+        && kind == KIND
+    {
+        let object = req.object.take().map(IngressIn::into_ingress);
+        let old = req.old_object.take().map(IngressIn::into_ingress);
+        // A foreign apiVersion/kind inside an object: let the slow path word it.
+        if object.as_ref().is_none_or(Option::is_some) && old.as_ref().is_none_or(Option::is_some) {
+            return Ok(req.parsed(Ok(object.flatten()), old.flatten()));
+        }
+    }
+    parse_slowly(body)
+}
+
+fn parse_slowly(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BadRequest(format!(
+            "request body is empty: expected an {API_VERSION} {KIND}"
+        )));
+    }
+    let review: ReviewIn<&RawValue> = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("request body is not an {API_VERSION} {KIND}: {e}")))?;
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return Err(BadRequest(format!(
+            "got apiVersion {:?} kind {:?}, expected {API_VERSION} {KIND}: register the webhook with admissionReviewVersions: [v1]",
+            review.api_version, review.kind
+        )));
+    }
+    let req = review
+        .request
+        .ok_or_else(|| BadRequest(format!("{KIND} has no request")))?;
+    let object = match req.object {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str::<Ingress>(raw.get())
+            .map(Some)
+            .map_err(|e| {
+                format!("request.object is not a decodable networking.k8s.io/v1 Ingress: {e}")
+            }),
+    };
+    // The old object only refines decisions; an undecodable one is ignored.
+    let old = req
+        .old_object
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    Ok(req.parsed(object, old))
 }
 
 /// The `status` of a response.
@@ -145,6 +293,18 @@ impl Decision {
     }
 }
 
+/// The metrics label of an operation: the four the API server sends, or
+/// `unknown`.
+pub fn operation_label(operation: &str) -> &'static str {
+    match operation {
+        "CREATE" => "CREATE",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        _ => "unknown",
+    }
+}
+
 /// A body that is not an AdmissionReview at all: answered with HTTP 400.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -175,26 +335,11 @@ pub fn decide(
     snapshot: &super::Snapshot,
     namespaces: Option<NamespaceLabels>,
 ) -> Result<Decision, BadRequest> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(BadRequest(format!(
-            "request body is empty: expected an {API_VERSION} {KIND}"
-        )));
-    }
-    let review: ReviewIn = serde_json::from_slice(body)
-        .map_err(|e| BadRequest(format!("request body is not an {API_VERSION} {KIND}: {e}")))?;
-    if review.api_version != API_VERSION || review.kind != KIND {
-        return Err(BadRequest(format!(
-            "got apiVersion {:?} kind {:?}, expected {API_VERSION} {KIND}: register the webhook with admissionReviewVersions: [v1]",
-            review.api_version, review.kind
-        )));
-    }
-    let req = review
-        .request
-        .ok_or_else(|| BadRequest(format!("{KIND} has no request")))?;
+    let req = parse(body)?;
     let mut d = Decision {
         response: response(&req.uid),
         verdict: "allowed",
-        operation: req.operation.clone(),
+        operation: req.operation.to_string(),
         object: format!(
             "{}/{}",
             req.namespace.as_deref().unwrap_or_default(),
@@ -202,7 +347,7 @@ pub fn decide(
         ),
         dry_run: req.dry_run,
     };
-    if matches!(req.operation.as_str(), "DELETE" | "CONNECT") {
+    if matches!(req.operation.as_ref(), "DELETE" | "CONNECT") {
         return Ok(d);
     }
     let invalid = |mut d: Decision, message: String| {
@@ -216,7 +361,7 @@ pub fn decide(
         d
     };
     let gvk = &req.kind;
-    if (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str())
+    if (gvk.group.as_ref(), gvk.version.as_ref(), gvk.kind.as_ref())
         != ("networking.k8s.io", "v1", "Ingress")
     {
         let got = if gvk.group.is_empty() {
@@ -231,22 +376,12 @@ pub fn decide(
             ),
         ));
     }
-    let Some(raw) = req.object else {
-        return Ok(invalid(d, "request.object is missing".into()));
+    let ingress = match req.object {
+        Ok(Some(ingress)) => ingress,
+        Ok(None) => return Ok(invalid(d, "request.object is missing".into())),
+        Err(message) => return Ok(invalid(d, message)),
     };
-    let ingress: Ingress = match serde_json::from_str(raw.get()) {
-        Ok(i) => i,
-        Err(e) => {
-            return Ok(invalid(
-                d,
-                format!("request.object is not a decodable networking.k8s.io/v1 Ingress: {e}"),
-            ));
-        }
-    };
-    // The old object only refines decisions; an undecodable one is ignored.
-    let old: Option<Ingress> = req
-        .old_object
-        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    let old = req.old;
     let namespace = req
         .namespace
         .as_deref()

@@ -155,6 +155,19 @@ impl Webhook {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The log once it contains `needle`, or after 5 s: log lines are
+    /// written in batches, up to 50 ms after they are logged.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     pub fn policy_path(&self) -> PathBuf {
         self.dir.path().join("policy.yaml")
     }
