@@ -11,8 +11,14 @@ pub enum NameProblem {
 
 /// Lower-cases and strips one trailing dot: DNS names compare without case,
 /// and `example.com.` is the same name as `example.com`.
-pub fn normalize(host: &str) -> String {
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+/// Borrows when the name is already normal, as it nearly always is.
+pub fn normalize(host: &str) -> std::borrow::Cow<'_, str> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
+    }
 }
 
 /// Checks an Ingress host (rules or TLS): a DNS name, optionally starting

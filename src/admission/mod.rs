@@ -162,7 +162,7 @@ fn exemption(review: &Review, ctx: &Context) -> Option<String> {
 /// Where each normalised TLS host is declared, counting only entries that
 /// name a Secret: a host in an entry without one gets no certificate.
 struct Coverage<'a> {
-    hosts: HashMap<String, usize>,
+    hosts: HashMap<std::borrow::Cow<'a, str>, usize>,
     entries: &'a [IngressTLS],
 }
 
@@ -181,8 +181,8 @@ impl<'a> Coverage<'a> {
 
     fn covers(&self, host: &str) -> bool {
         let h = hosts::normalize(host);
-        self.hosts.contains_key(&h)
-            || hosts::covering_wildcard(&h).is_some_and(|w| self.hosts.contains_key(&w))
+        self.hosts.contains_key(h.as_ref())
+            || hosts::covering_wildcard(&h).is_some_and(|w| self.hosts.contains_key(w.as_str()))
     }
 
     /// The first entry that lists `host` but has no Secret, to explain why
@@ -275,27 +275,29 @@ fn violations(review: &Review, ctx: &Context) -> Vec<Violation> {
     }
 
     let coverage = Coverage::of(tls);
-    let suggested = auto_tls_secret_name(ing.metadata.name.as_deref().unwrap_or("my-ingress"));
     for (i, rule) in rules.iter().enumerate() {
-        let field = format!("spec.rules[{i}].host");
+        let field = || format!("spec.rules[{i}].host");
         match rule.host.as_deref() {
             None | Some("") => {
                 if !allow_catch_all {
                     out.push(Violation {
-                        field,
+                        field: field(),
                         message: "is empty, which makes a catch-all rule served without a certificate for the name clients use: set host and list it in spec.tls[].hosts".into(),
                     });
                 }
             }
             Some(h) => {
                 if let Err(p) = hosts::check_host(h) {
-                    out.push(host_problem(field, h, p));
+                    out.push(host_problem(field(), h, p));
                 } else if !coverage.covers(h) {
                     let message = if let Some(k) = coverage.listed_without_secret(h) {
                         format!(
                             "{h:?} is listed in spec.tls[{k}].hosts, but spec.tls[{k}] has no secretName: set spec.tls[{k}].secretName"
                         )
                     } else if tls.is_empty() {
+                        let suggested = auto_tls_secret_name(
+                            ing.metadata.name.as_deref().unwrap_or("my-ingress"),
+                        );
                         format!(
                             "{h:?} is not covered by TLS (spec.tls is missing): add spec.tls: [{{hosts: [{h:?}], secretName: {suggested}}}]"
                         )
@@ -304,7 +306,10 @@ fn violations(review: &Review, ctx: &Context) -> Vec<Violation> {
                             "{h:?} is not covered by any spec.tls[].hosts entry: add it to the hosts of a spec.tls entry that has a secretName"
                         )
                     };
-                    out.push(Violation { field, message });
+                    out.push(Violation {
+                        field: field(),
+                        message,
+                    });
                 }
             }
         }
@@ -348,10 +353,9 @@ fn cert_manager_conflicts(ing: &Ingress, out: &mut Vec<Violation>) {
 
 fn client_auth_violations(review: &Review, ctx: &Context, out: &mut Vec<Violation>) {
     let ing = review.ingress;
-    let field = format!("metadata.annotations[{CLIENT_AUTH_ANNOTATION:?}]");
     match annotation(ing, CLIENT_AUTH_ANNOTATION) {
         Some(name) if name.trim().is_empty() => out.push(Violation {
-            field,
+            field: format!("metadata.annotations[{CLIENT_AUTH_ANNOTATION:?}]"),
             message: format!(
                 "is empty: name a ClientAuthPolicy in namespace {:?}, or remove the annotation",
                 review.namespace
@@ -359,8 +363,9 @@ fn client_auth_violations(review: &Review, ctx: &Context, out: &mut Vec<Violatio
         }),
         Some(_) => {}
         None => {
-            let labels = ing.metadata.labels.clone().unwrap_or_default();
-            let selecting = ctx.known.selecting(review.namespace, &labels);
+            static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+            let labels = ing.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
+            let selecting = ctx.known.selecting(review.namespace, labels);
             if selecting.len() > 1 {
                 out.push(Violation {
                     field: "metadata.labels".into(),
@@ -489,7 +494,7 @@ fn auto_tls(ing: &Ingress, policy: &IngressTlsPolicy, m: &mut Mutation) -> bool 
         .as_ref()
         .and_then(|s| s.rules.as_deref())
         .unwrap_or_default();
-    let mut missing: Vec<String> = Vec::new();
+    let mut missing: Vec<std::borrow::Cow<str>> = Vec::new();
     for h in rules.iter().filter_map(|r| r.host.as_deref()) {
         let n = hosts::normalize(h);
         if !h.is_empty()

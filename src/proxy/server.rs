@@ -290,7 +290,7 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
                         .to_string()
                 })
         })?;
-    Some(crate::admission::hosts::normalize(&raw))
+    Some(crate::admission::hosts::normalize(&raw).into_owned())
 }
 
 const HOP_BY_HOP: [&str; 8] = [

@@ -132,10 +132,10 @@ impl Snapshot {
     /// The host serving `name` (SNI or Host header): exact, then wildcard.
     pub fn lookup(&self, name: &str) -> Option<&Arc<HostEntry>> {
         let n = hosts::normalize(name);
-        if let Some(e) = self.exact.get(&n) {
+        if let Some(e) = self.exact.get(n.as_ref()) {
             return Some(e);
         }
-        if self.blocked.contains(&n) {
+        if self.blocked.contains(n.as_ref()) {
             return None;
         }
         hosts::covering_wildcard(&n).and_then(|w| self.wildcard.get(&w))
@@ -285,7 +285,7 @@ fn add_ingress(
             .flat_map(|s| s.rules.iter().flatten())
             .filter_map(|r| r.host.as_deref())
             .filter(|h| !h.is_empty())
-            .map(hosts::normalize)
+            .map(|h| hosts::normalize(h).into_owned())
     };
     let ns = ing.namespace().unwrap_or_default();
     let id = format!("{ns}/{}", ing.name_any());
@@ -330,7 +330,7 @@ fn add_ingress(
             });
             continue;
         };
-        let host = hosts::normalize(host);
+        let host = hosts::normalize(host).into_owned();
         let secret = tls.iter().find_map(|t| {
             let name = t.secret_name.as_deref().filter(|s| !s.is_empty())?;
             t.hosts
@@ -338,7 +338,7 @@ fn add_ingress(
                 .flatten()
                 .any(|h| {
                     let h = hosts::normalize(h);
-                    h == host || hosts::covering_wildcard(&host).as_deref() == Some(h.as_str())
+                    h == host || hosts::covering_wildcard(&host).as_deref() == Some(h.as_ref())
                 })
                 .then(|| name.to_string())
         });
