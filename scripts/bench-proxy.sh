@@ -18,10 +18,10 @@
 #   BASE_PORT=19400     upstream on BASE_PORT, peers on the next ports
 #   BUILD=1             cargo build --release --bin tlsward first (0: use the binary as is)
 #   PAUSE=1             seconds of quiet between two oha runs
-#   RESUMPTION=off      TLS session resumption on nginx, HAProxy and Envoy:
-#                       off (every new connection is a full mTLS handshake)
-#                       or on (tickets and session cache, so oha resumes);
-#                       tlsward has no switch: the run reports what it does
+#   RESUMPTION=off      TLS session resumption on every peer (tlsward's
+#                       --session-resumption): off (every new connection is
+#                       a full mTLS handshake) or on (tickets and session
+#                       cache, so oha resumes); the run checks what each did
 #   TLSWARD_ARGS="--header-read-timeout-seconds 300"
 #                       extra flags for `tlsward proxy`; its header-read timeout
 #                       is also its keep-alive idle timeout (10 s by default),
@@ -113,7 +113,7 @@ if has_peer envoy; then
   fi
   [ -x "$ENVOY" ] || die "no Envoy binary at $ENVOY; $MISSING"
 fi
-TLSWARD="$ROOT/target/release/tlsward"
+TLSWARD="${TLSWARD_BIN:-$ROOT/target/release/tlsward}"
 if has_peer tlsward; then
   if [ "$BUILD" = 1 ]; then
     log "building tlsward (cargo build --release --bin tlsward)"
@@ -311,7 +311,8 @@ start_tlsward() {
   # Access logs are off for every peer; tlsward's are info-level events.
   start tlsward env RUST_LOG="${TLSWARD_RUST_LOG:-warn}" "$TLSWARD" proxy --config-dir "$dir" \
     --https-listen "127.0.0.1:$PORT_TLSWARD" --http-listen "127.0.0.1:$PORT_TLSWARD_HTTP" \
-    --admin-listen "127.0.0.1:$PORT_TLSWARD_ADMIN" "${extra[@]}"
+    --admin-listen "127.0.0.1:$PORT_TLSWARD_ADMIN" \
+    --session-resumption "$([ "$RESUMPTION" = on ] && echo true || echo false)" "${extra[@]}"
 }
 
 # ----------------------------------------------------------- readiness --
@@ -573,7 +574,7 @@ done
     esac
   done)"
   echo "CPU used by other work on the machine: ${BUSY_BEFORE}% just before the load phase$([ "$BUSY_BEFORE" -le 10 ] || echo ' (NOT idle: treat the figures as noisy)'); per run in the tables (* = over 10%)"
-  echo "session resumption asked of nginx/HAProxy/Envoy: $RESUMPTION; what each peer did when a client offered its last session: $(for p in $PEERS; do printf '%s %s; ' "$p" "${RESUMED[$p]}"; done)"
+  echo "session resumption asked of every peer: $RESUMPTION; what each peer did when a client offered its last session: $(for p in $PEERS; do printf '%s %s; ' "$p" "${RESUMED[$p]}"; done)"
   python3 "$BENCH/report.py" tables "$RESULTS/results.tsv" "$RESULTS/memory.tsv" "$RESULTS/resumption.tsv"
 } | tee "$RESULTS/report.txt"
 

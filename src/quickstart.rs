@@ -270,6 +270,7 @@ pub async fn run(a: QuickstartArgs) -> anyhow::Result<()> {
         publish_service: None,
         reload_interval_ms: 200,
         handshake_timeout_seconds: 10,
+        session_resumption: true,
         header_read_timeout_seconds: 10,
         max_header_bytes: 64 * 1024,
         max_connections: 16384,

@@ -1956,3 +1956,65 @@ async fn access_log_names_the_client_in_json() {
     let text = line.to_string();
     assert!(text.contains(A) && text.contains("200"), "{text}");
 }
+
+/// A client configuration that keeps TLS sessions and offers to resume them.
+fn resuming(cfg: Arc<rustls::ClientConfig>) -> Arc<rustls::ClientConfig> {
+    let mut cfg = (*cfg).clone();
+    cfg.resumption = rustls::client::Resumption::default();
+    Arc::new(cfg)
+}
+
+/// How a fresh connection's handshake went, after one request on an earlier
+/// connection gave the client a session to resume.
+async fn second_handshake(w: &World, cfg: Arc<rustls::ClientConfig>) -> rustls::HandshakeKind {
+    let first = get_once(w.proxy.https, A, cfg.clone(), "/").await.unwrap();
+    assert_eq!(first.status, 200);
+    let s = tls_stream(w.proxy.https, A, cfg).await.unwrap();
+    s.get_ref().1.handshake_kind().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_but_not_past_a_revocation() {
+    let w = World::start(&[]);
+    let cfg = resuming(w.cfg(Some(&w.good), b"http/1.1"));
+    assert_eq!(
+        second_handshake(&w, cfg.clone()).await,
+        rustls::HandshakeKind::Resumed
+    );
+
+    // Revoke the good client. Its session was verified before the CRL
+    // listed it; resuming it must not get it in.
+    let path = w.config.path().join("secrets.json");
+    let mut list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for item in list["items"].as_array_mut().unwrap() {
+        if item["metadata"]["name"] == "client-ca" {
+            item["stringData"]["ca.crl"] = json!(w.client_ca.crl(&[&w.revoked, &w.good], 2));
+        }
+    }
+    common::write_atomic(&path, &list.to_string());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let refused = get_once(w.proxy.https, A, cfg.clone(), "/").await.is_err();
+        if refused {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revoked client still gets in (by resuming its session?)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = w.proxy.metrics();
+    assert!(
+        after.contains(r#"reason="revoked""#),
+        "refused as revoked, not let in by resumption: {after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_resumption_can_be_turned_off() {
+    let w = World::start(&["--session-resumption", "false"]);
+    let cfg = resuming(w.cfg(Some(&w.good), b"http/1.1"));
+    assert_eq!(second_handshake(&w, cfg).await, rustls::HandshakeKind::Full);
+}

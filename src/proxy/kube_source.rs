@@ -280,6 +280,7 @@ mod tests {
                 max_connections: 10,
                 upstream_connect_timeout: Duration::from_secs(1),
                 upstream_response_timeout: Duration::from_secs(1),
+                session_resumption: true,
             },
         );
         let ready = Arc::new(AtomicBool::new(false));

@@ -62,6 +62,15 @@ pub struct ProxyArgs {
     /// TLS handshake timeout, in seconds.
     #[arg(long, default_value_t = 10)]
     pub handshake_timeout_seconds: u64,
+    /// Let clients resume TLS sessions (TLS 1.3 tickets and TLS 1.2 session
+    /// IDs, kept in memory per host), which saves a full handshake and the
+    /// client-certificate check on reconnects. A resumed session keeps the
+    /// identity verified when it was made; every configuration change
+    /// (a new certificate, CA bundle or CRL) starts a fresh cache, so a
+    /// client revoked since cannot resume past it. `false` makes every
+    /// connection a full handshake.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub session_resumption: bool,
     /// Time allowed to send request headers, in seconds (slowloris guard).
     #[arg(long, default_value_t = 10)]
     pub header_read_timeout_seconds: u64,
@@ -91,6 +100,11 @@ fn now() -> i64 {
 
 /// Swaps in a new snapshot and brings the metrics in line with it.
 pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLabels>) {
+    let next = if shared.limits.session_resumption {
+        next
+    } else {
+        next.without_session_resumption()
+    };
     let result = if next.problems.is_empty() {
         ReloadResult::Success
     } else {
@@ -291,6 +305,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         upstream_connect_timeout: Duration::from_secs(args.upstream_connect_timeout_seconds),
         upstream_response_timeout: Duration::from_secs(args.upstream_response_timeout_seconds),
+        session_resumption: args.session_resumption,
     };
     let shared = Shared::new(metrics, limits);
     let ready = Arc::new(AtomicBool::new(false));

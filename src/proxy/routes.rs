@@ -45,7 +45,7 @@ pub enum PathKind {
     Prefix,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Route {
     kind: PathKind,
     /// Normalised: no trailing slash except for `/` itself.
@@ -54,7 +54,7 @@ struct Route {
 }
 
 /// The routes of one host.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
     default: Option<Arc<Backend>>,

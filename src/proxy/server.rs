@@ -46,6 +46,8 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Time allowed for the upstream's response head (else 504).
     pub upstream_response_timeout: Duration,
+    /// Whether clients may resume TLS sessions (see `--session-resumption`).
+    pub session_resumption: bool,
 }
 
 /// State shared by every connection.

@@ -91,7 +91,7 @@ pub struct Expiry {
 }
 
 /// Everything needed to serve one host.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HostEntry {
     /// The host name (possibly `*.` wildcard), lower-case.
     pub host: String,
@@ -139,6 +139,25 @@ impl Snapshot {
             return None;
         }
         hosts::covering_wildcard(&n).and_then(|w| self.wildcard.get(&w))
+    }
+
+    /// The same snapshot with TLS session resumption off on every host: no
+    /// session cache and no tickets, so every connection is a full
+    /// handshake. Idempotent, since last good hosts are carried over.
+    pub fn without_session_resumption(mut self) -> Self {
+        for entry in self.exact.values_mut().chain(self.wildcard.values_mut()) {
+            if entry.tls.send_tls13_tickets == 0 && !entry.tls.session_storage.can_cache() {
+                continue;
+            }
+            let mut tls = (*entry.tls).clone();
+            tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            tls.send_tls13_tickets = 0;
+            *entry = Arc::new(HostEntry {
+                tls: Arc::new(tls),
+                ..(**entry).clone()
+            });
+        }
+        self
     }
 
     /// Every served host.
