@@ -254,24 +254,42 @@ async fn serve_connection(
         let (conn, shared) = (conn.clone(), svc_shared.clone());
         async move { Ok::<_, Infallible>(handle(req, &conn, &shared).await) }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32);
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-    tokio::pin!(served);
-    tokio::select! {
-        r = served.as_mut() => { if let Err(e) = r { debug!(%peer, error = %e, "connection ended"); } }
-        _ = shutdown.changed() => {
-            served.as_mut().graceful_shutdown();
-            let _ = served.await;
-        }
+    // ALPN settled the protocol in the handshake (h2 over TLS requires it,
+    // RFC 9113 3.2), so serve it directly: no preface sniffing, and the
+    // connection task is sized for one protocol rather than the larger of
+    // the two.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let io = TokioIo::new(tls);
+    macro_rules! drive {
+        ($served:expr) => {{
+            let served = $served;
+            tokio::pin!(served);
+            tokio::select! {
+                r = served.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(%peer, error = %e, "connection ended");
+                    }
+                }
+                _ = shutdown.changed() => {
+                    served.as_mut().graceful_shutdown();
+                    let _ = served.await;
+                }
+            }
+        }};
+    }
+    if h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32);
+        drive!(builder.serve_connection(io, service));
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        drive!(builder.serve_connection(io, service).with_upgrades());
     }
 }
 
