@@ -465,3 +465,91 @@ pub fn request_for(object: &serde_json::Value, operation: &str, uid: &str) -> se
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::IngressTlsPolicy;
+    use serde_json::{Value, json};
+
+    fn review_of(object: Value, old: Value, operation: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND,
+            "request": {"uid": "u-1", "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
+                        "operation": operation, "namespace": "shop", "name": "web",
+                        "object": object, "oldObject": old}}))
+        .unwrap()
+    }
+
+    fn ingress(host: &str, tls: bool) -> Value {
+        let mut i = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "x", "generation": 3,
+                "managedFields": [{"manager": "kubectl", "fieldsType": "FieldsV1",
+                                   "fieldsV1": {"f:spec": {"f:rules": {}}}}]},
+            "spec": {"rules": [{"host": host}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}});
+        if tls {
+            i["spec"]["tls"] = json!([{"hosts": [host], "secretName": "web-tls"}]);
+        }
+        i
+    }
+
+    fn decide_validate(body: &[u8]) -> Decision {
+        let snapshot = super::super::Snapshot::new(IngressTlsPolicy::default(), &[]);
+        decide(Hook::Validate, body, &snapshot, None).unwrap()
+    }
+
+    #[test]
+    fn a_full_object_with_managed_fields_and_status_is_decided_on_its_spec() {
+        let allowed = decide_validate(&review_of(
+            ingress("a.example.com", true),
+            Value::Null,
+            "CREATE",
+        ));
+        assert_eq!(
+            (allowed.verdict, allowed.response.allowed),
+            ("allowed", true)
+        );
+        assert_eq!(allowed.object, "shop/web");
+        let denied = decide_validate(&review_of(
+            ingress("a.example.com", false),
+            Value::Null,
+            "CREATE",
+        ));
+        assert_eq!(denied.verdict, "denied");
+        let message = denied.response.status.unwrap().message;
+        assert!(message.contains("a.example.com"), "{message}");
+    }
+
+    #[test]
+    fn an_object_of_another_api_version_gets_the_full_decoders_explanation() {
+        let mut old_api = ingress("a.example.com", true);
+        old_api["apiVersion"] = json!("extensions/v1beta1");
+        let d = decide_validate(&review_of(old_api, Value::Null, "CREATE"));
+        assert_eq!(d.verdict, "invalid");
+        let status = d.response.status.unwrap();
+        assert_eq!(status.code, 400);
+        assert!(
+            status
+                .message
+                .starts_with("request.object is not a decodable networking.k8s.io/v1 Ingress"),
+            "{}",
+            status.message
+        );
+    }
+
+    #[test]
+    fn an_undecodable_old_object_is_ignored_not_fatal() {
+        let d = decide_validate(&review_of(
+            ingress("a.example.com", true),
+            json!({"spec": {"rules": "not-a-list"}}),
+            "UPDATE",
+        ));
+        assert_eq!((d.verdict, d.response.allowed), ("allowed", true));
+    }
+
+    #[test]
+    fn unknown_operations_do_not_become_label_values() {
+        assert_eq!(operation_label("CREATE"), "CREATE");
+        assert_eq!(operation_label("DROP TABLE"), "unknown");
+    }
+}
