@@ -1013,8 +1013,14 @@ pub async fn get_once(
     cfg: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> Result<Resp, BoxError> {
-    let mut c = Conn::open(port, host, cfg).await?;
-    c.get(host, path, &[]).await
+    // Bounded, so a connection the proxy leaves hanging fails the test
+    // with an error instead of stalling the whole suite.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut c = Conn::open(port, host, cfg).await?;
+        c.get(host, path, &[]).await
+    })
+    .await
+    .map_err(|_| format!("no answer from 127.0.0.1:{port} for {host}{path} within 10 s"))?
 }
 
 /// A bare TLS stream to the proxy (for slow or hand-written requests).
