@@ -17,6 +17,8 @@
 #   MEMORY_PEERS="tlsward nginx"
 #   BASE_PORT=19400     upstream on BASE_PORT, peers on the next ports
 #   BUILD=1             cargo build --release --bin tlsward first (0: use the binary as is)
+#   TLSWARD_BIN=        the tlsward binary to measure (default target/release/tlsward),
+#                       e.g. to compare two builds; use BUILD=0 with it
 #   PAUSE=1             seconds of quiet between two oha runs
 #   RESUMPTION=off      TLS session resumption on every peer (tlsward's
 #                       --session-resumption): off (every new connection is

@@ -20,15 +20,7 @@ pub enum LogFormat {
 }
 
 /// Flushes the log buffer when dropped; hold it until exit.
-pub struct LogGuard(Option<log_writer::Flusher>);
-
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f.stop();
-        }
-    }
-}
+pub type LogGuard = log_writer::Flusher;
 
 /// Installs the global subscriber. `RUST_LOG` wins over `level` when set.
 ///
@@ -57,7 +49,7 @@ pub fn init_logging(format: LogFormat, level: &str) -> LogGuard {
             .with_span_list(false)
             .try_init(),
     };
-    LogGuard(Some(flusher))
+    flusher
 }
 
 /// `result` label of reload counters.

@@ -43,16 +43,16 @@ impl Shared {
 #[derive(Clone)]
 pub struct BatchedWriter(Arc<Shared>);
 
-/// Stops the background thread and writes the last lines.
+/// Writes everything still pending and stops the background thread when
+/// dropped; lines logged after that are written by whoever fills the
+/// buffer, or lost at exit.
 pub struct Flusher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Flusher {
-    /// Writes everything still pending; lines logged after this are written
-    /// by whoever fills the buffer, or lost at exit.
-    pub fn stop(mut self) {
+impl Drop for Flusher {
+    fn drop(&mut self) {
         *lock(&self.shared.stopping) = true;
         self.shared.wake.notify_all();
         if let Some(t) = self.thread.take() {
@@ -159,7 +159,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        flusher.stop();
+        drop(flusher);
         let (bytes, writes) = lock(&sink.0).clone();
         let text = String::from_utf8(bytes).unwrap();
         for t in 0..4 {
@@ -184,7 +184,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(lock(&sink.0).0, b"hello\n");
-        flusher.stop();
+        drop(flusher);
     }
 
     #[test]
@@ -197,7 +197,7 @@ mod tests {
         }
         // Without waiting for the flusher, at least one full buffer is out.
         assert!(lock(&sink.0).0.len() >= HIGH_WATER);
-        flusher.stop();
+        drop(flusher);
         assert_eq!(lock(&sink.0).0.len(), 2 * HIGH_WATER);
     }
 }
