@@ -77,7 +77,7 @@ fn decoded_ingress(hosts: usize, binding: Binding) -> Ingress {
 
 fn review(ingress: &Ingress) -> Review<'_> {
     Review {
-        ingress,
+        ingress: ingress.into(),
         old: None,
         namespace: NAMESPACE,
     }

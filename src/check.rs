@@ -198,7 +198,7 @@ pub fn admit(
     ctx: &Context,
 ) -> Result<(Mutation, Verdict), String> {
     let review = Review {
-        ingress,
+        ingress: ingress.into(),
         old: None,
         namespace,
     };
@@ -212,7 +212,7 @@ pub fn admit(
     let mutated: Ingress = serde_json::from_value(doc).map_err(|e| e.to_string())?;
     let verdict = admission::validate(
         &Review {
-            ingress: &mutated,
+            ingress: (&mutated).into(),
             old: None,
             namespace,
         },

@@ -3,6 +3,7 @@
 //! benchmarks all call these, so they cannot disagree.
 
 pub mod hosts;
+pub mod object;
 #[cfg(test)]
 mod tests;
 
@@ -10,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
-use k8s_openapi::api::networking::v1::{Ingress, IngressTLS};
+use k8s_openapi::api::networking::v1::Ingress;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -18,6 +19,8 @@ use crate::clientauth::{Binding, ClientAuthMode, PolicyIndex};
 use crate::labels::Selector;
 use crate::policy::{CERT_MANAGER_GROUP, Enforcement, IngressTlsPolicy};
 use hosts::NameProblem;
+pub use object::IngressObject;
+use object::{Pairs, Tls};
 
 /// Annotation that binds an Ingress to a ClientAuthPolicy in its namespace.
 pub const CLIENT_AUTH_ANNOTATION: &str = "tlsward.io/client-auth-policy";
@@ -51,9 +54,9 @@ pub struct Context<'a> {
 /// The object under review.
 pub struct Review<'a> {
     /// The Ingress as it would be stored.
-    pub ingress: &'a Ingress,
+    pub ingress: IngressObject<'a>,
     /// The stored Ingress, on UPDATE.
-    pub old: Option<&'a Ingress>,
+    pub old: Option<IngressObject<'a>>,
     /// The namespace: the request's, since a new object may not carry one.
     pub namespace: &'a str,
 }
@@ -105,24 +108,48 @@ pub struct Mutation {
     pub warnings: Vec<String>,
 }
 
-fn annotations(ing: &Ingress) -> Option<&BTreeMap<String, String>> {
-    ing.metadata.annotations.as_ref()
-}
-
-fn annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
-    annotations(ing)?.get(key).map(String::as_str)
+fn annotation<'a>(ing: &'a IngressObject, key: &str) -> Option<&'a str> {
+    debug_assert!(
+        object::READ_ANNOTATIONS.contains(&key),
+        "{key} must be in READ_ANNOTATIONS to be decoded"
+    );
+    ing.metadata.annotations.as_ref()?.get(key)
 }
 
 /// The class an Ingress asks for: `spec.ingressClassName`, else the legacy
 /// annotation.
 pub fn ingress_class(ing: &Ingress) -> Option<&str> {
-    ing.spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.as_deref())
-        .or_else(|| annotation(ing, LEGACY_CLASS))
+    class_of(
+        ing.spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref()),
+        || {
+            ing.metadata
+                .annotations
+                .as_ref()?
+                .get(LEGACY_CLASS)
+                .map(String::as_str)
+        },
+    )
 }
 
-fn tls_entries(ing: &Ingress) -> &[IngressTLS] {
+fn class_of<'a>(
+    spec: Option<&'a str>,
+    legacy: impl FnOnce() -> Option<&'a str>,
+) -> Option<&'a str> {
+    spec.or_else(legacy)
+}
+
+fn class<'a>(ing: &'a IngressObject) -> Option<&'a str> {
+    class_of(
+        ing.spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref()),
+        || annotation(ing, LEGACY_CLASS),
+    )
+}
+
+fn tls_entries<'a, 'o>(ing: &'a IngressObject<'o>) -> &'a [Tls<'o>] {
     ing.spec
         .as_ref()
         .and_then(|s| s.tls.as_deref())
@@ -131,8 +158,8 @@ fn tls_entries(ing: &Ingress) -> &[IngressTLS] {
 
 /// Why the policy does not apply to this object, if it does not.
 fn exemption(review: &Review, ctx: &Context) -> Option<String> {
-    let ing = review.ingress;
-    if ing.metadata.deletion_timestamp.is_some() {
+    let ing = &review.ingress;
+    if ing.metadata.deletion_timestamp {
         // Finalizer removal on a doomed object must never be blocked.
         return Some("the Ingress is being deleted".into());
     }
@@ -148,7 +175,7 @@ fn exemption(review: &Review, ctx: &Context) -> Option<String> {
             review.namespace
         ));
     }
-    if let Some(class) = ingress_class(ing)
+    if let Some(class) = class(ing)
         && ex.ingress_classes.contains(class)
     {
         return Some(format!("ingress class {class:?} is exempt"));
@@ -163,11 +190,11 @@ fn exemption(review: &Review, ctx: &Context) -> Option<String> {
 /// name a Secret: a host in an entry without one gets no certificate.
 struct Coverage<'a> {
     hosts: HashMap<std::borrow::Cow<'a, str>, usize>,
-    entries: &'a [IngressTLS],
+    entries: &'a [Tls<'a>],
 }
 
 impl<'a> Coverage<'a> {
-    fn of(entries: &'a [IngressTLS]) -> Self {
+    fn of(entries: &'a [Tls<'a>]) -> Self {
         let mut hosts = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             if e.secret_name.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -226,8 +253,7 @@ pub fn auto_tls_secret_name(ingress_name: &str) -> String {
 
 /// All the rules of the policy, as violations. Exemptions are decided by the
 /// caller.
-fn violations(review: &Review, ctx: &Context) -> Vec<Violation> {
-    let ing = review.ingress;
+fn violations(ing: &IngressObject, namespace: &str, ctx: &Context) -> Vec<Violation> {
     let mut out = Vec::new();
     let spec = ing.spec.as_ref();
     let tls = tls_entries(ing);
@@ -314,10 +340,7 @@ fn violations(review: &Review, ctx: &Context) -> Vec<Violation> {
             }
         }
     }
-    if rules.is_empty()
-        && spec.and_then(|s| s.default_backend.as_ref()).is_some()
-        && !allow_catch_all
-    {
+    if rules.is_empty() && spec.is_some_and(|s| s.default_backend) && !allow_catch_all {
         out.push(Violation {
             field: "spec.defaultBackend".into(),
             message: "without rules makes a catch-all Ingress served without a certificate for the name clients use: add spec.rules with a host and cover it in spec.tls".into(),
@@ -325,13 +348,13 @@ fn violations(review: &Review, ctx: &Context) -> Vec<Violation> {
     }
 
     cert_manager_conflicts(ing, &mut out);
-    client_auth_violations(review, ctx, &mut out);
+    client_auth_violations(ing, namespace, ctx, &mut out);
     out
 }
 
 /// Annotation combinations cert-manager itself refuses; caught here so the
 /// user hears it at `kubectl apply`, not from a silent ingress-shim error.
-fn cert_manager_conflicts(ing: &Ingress, out: &mut Vec<Violation>) {
+fn cert_manager_conflicts(ing: &IngressObject, out: &mut Vec<Violation>) {
     let has = |k| annotation(ing, k).is_some();
     if has(CM_CLUSTER_ISSUER) && has(CM_ISSUER) {
         out.push(Violation {
@@ -351,21 +374,24 @@ fn cert_manager_conflicts(ing: &Ingress, out: &mut Vec<Violation>) {
     }
 }
 
-fn client_auth_violations(review: &Review, ctx: &Context, out: &mut Vec<Violation>) {
-    let ing = review.ingress;
+fn client_auth_violations(
+    ing: &IngressObject,
+    namespace: &str,
+    ctx: &Context,
+    out: &mut Vec<Violation>,
+) {
     match annotation(ing, CLIENT_AUTH_ANNOTATION) {
         Some(name) if name.trim().is_empty() => out.push(Violation {
             field: format!("metadata.annotations[{CLIENT_AUTH_ANNOTATION:?}]"),
             message: format!(
-                "is empty: name a ClientAuthPolicy in namespace {:?}, or remove the annotation",
-                review.namespace
+                "is empty: name a ClientAuthPolicy in namespace {namespace:?}, or remove the annotation"
             ),
         }),
         Some(_) => {}
         None => {
-            static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
-            let labels = ing.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
-            let selecting = ctx.known.selecting(review.namespace, labels);
+            let none = Pairs::default();
+            let labels = ing.metadata.labels.as_ref().unwrap_or(&none);
+            let selecting = ctx.known.selecting(namespace, labels);
             if selecting.len() > 1 {
                 out.push(Violation {
                     field: "metadata.labels".into(),
@@ -383,7 +409,7 @@ fn client_auth_violations(review: &Review, ctx: &Context, out: &mut Vec<Violatio
 /// Warnings that never block, whatever the enforcement.
 fn advisories(review: &Review, ctx: &Context) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(name) = annotation(review.ingress, CLIENT_AUTH_ANNOTATION)
+    if let Some(name) = annotation(&review.ingress, CLIENT_AUTH_ANNOTATION)
         && !name.trim().is_empty()
         && ctx.known.get(review.namespace, name.trim()).is_none()
     {
@@ -405,19 +431,12 @@ pub fn validate(review: &Review, ctx: &Context) -> Verdict {
             exempt: Some(reason),
         };
     }
-    let mut violations = violations(review, ctx);
+    let mut violations = violations(&review.ingress, review.namespace, ctx);
     let mut warnings = advisories(review, ctx);
     if ctx.policy.allow_existing_violations
-        && let Some(old) = review.old
+        && let Some(old) = &review.old
     {
-        let before = self::violations(
-            &Review {
-                ingress: old,
-                old: None,
-                namespace: review.namespace,
-            },
-            ctx,
-        );
+        let before = self::violations(old, review.namespace, ctx);
         let (existing, new): (Vec<_>, Vec<_>) =
             violations.into_iter().partition(|v| before.contains(v));
         warnings.extend(existing.iter().map(|v| {
@@ -457,7 +476,7 @@ pub fn mutate(review: &Review, ctx: &Context) -> Mutation {
     if exemption(review, ctx).is_some() {
         return m;
     }
-    let ing = review.ingress;
+    let ing = &review.ingress;
     let added_tls = auto_tls(ing, ctx.policy, &mut m);
     let mut new_annotations: BTreeMap<&str, String> = BTreeMap::new();
     issuer_annotations(ing, ctx.policy, added_tls, &mut new_annotations);
@@ -465,7 +484,7 @@ pub fn mutate(review: &Review, ctx: &Context) -> Mutation {
     if new_annotations.is_empty() {
         return m;
     }
-    if annotations(ing).is_none() {
+    if ing.metadata.annotations.is_none() {
         m.patch.0.push(add(
             pointer(&["metadata", "annotations"]),
             json!(new_annotations),
@@ -483,7 +502,7 @@ pub fn mutate(review: &Review, ctx: &Context) -> Mutation {
 
 /// Adds uncovered rule hosts to the `<name>-tls` entry. Returns whether any
 /// TLS entry was added, so issuer injection sees the result.
-fn auto_tls(ing: &Ingress, policy: &IngressTlsPolicy, m: &mut Mutation) -> bool {
+fn auto_tls(ing: &IngressObject, policy: &IngressTlsPolicy, m: &mut Mutation) -> bool {
     if !policy.auto_tls.enabled {
         return false;
     }
@@ -550,7 +569,7 @@ fn auto_tls(ing: &Ingress, policy: &IngressTlsPolicy, m: &mut Mutation) -> bool 
 /// cert-manager's ingress-shim reads these annotations; a user's own choice
 /// (any issuer annotation, or tls-acme) always wins.
 fn issuer_annotations<'p>(
-    ing: &Ingress,
+    ing: &IngressObject,
     policy: &'p IngressTlsPolicy,
     added_tls: bool,
     out: &mut BTreeMap<&'p str, String>,
@@ -601,15 +620,16 @@ fn client_auth_annotations(
     out: &mut BTreeMap<&str, String>,
     warnings: &mut Vec<String>,
 ) {
-    let ing = review.ingress;
+    let ing = &review.ingress;
     let binding: &Binding = match annotation(ing, CLIENT_AUTH_ANNOTATION) {
         Some(name) => match ctx.known.get(review.namespace, name.trim()) {
             Some(b) => b,
             None => return,
         },
         None => {
-            let labels = ing.metadata.labels.clone().unwrap_or_default();
-            let selecting = ctx.known.selecting(review.namespace, &labels);
+            let none = Pairs::default();
+            let labels = ing.metadata.labels.as_ref().unwrap_or(&none);
+            let selecting = ctx.known.selecting(review.namespace, labels);
             let [only] = selecting.as_slice() else {
                 return;
             };
@@ -620,8 +640,8 @@ fn client_auth_annotations(
             }
         }
     };
-    let is_nginx = ingress_class(ing)
-        .is_some_and(|c| ctx.policy.client_auth.nginx_ingress_classes.contains(c));
+    let is_nginx =
+        class(ing).is_some_and(|c| ctx.policy.client_auth.nginx_ingress_classes.contains(c));
     if !is_nginx {
         return;
     }

@@ -63,7 +63,7 @@ impl World {
             known: &self.known,
             namespace_labels: self.ns_labels.as_ref(),
         };
-        validate(&review(i), &ctx)
+        both_ways(i, |r| validate(r, &ctx))
     }
 
     fn mutate(&self, i: &Ingress) -> Mutation {
@@ -74,7 +74,7 @@ impl World {
             known: &self.known,
             namespace_labels: self.ns_labels.as_ref(),
         };
-        mutate(&review(i), &ctx)
+        both_ways(i, |r| mutate(r, &ctx))
     }
 
     /// Mutates, applies the patch, and checks that a second pass is empty
@@ -102,22 +102,49 @@ fn validate_update(w: &World, old: &Ingress, new: &Ingress) -> Verdict {
         known: &w.known,
         namespace_labels: None,
     };
-    validate(
+    let (old_json, new_json) = (json_of(old), json_of(new));
+    let typed = validate(
         &Review {
-            ingress: new,
-            old: Some(old),
+            ingress: new.into(),
+            old: Some(old.into()),
             namespace: "team-a",
         },
         &ctx,
-    )
+    );
+    let decoded = validate(
+        &Review {
+            ingress: serde_json::from_str(&new_json).unwrap(),
+            old: Some(serde_json::from_str(&old_json).unwrap()),
+            namespace: "team-a",
+        },
+        &ctx,
+    );
+    assert_eq!(typed, decoded, "typed and decoded views must agree");
+    typed
 }
 
-fn review(i: &Ingress) -> Review<'_> {
-    Review {
-        ingress: i,
+fn json_of(i: &Ingress) -> String {
+    serde_json::to_string(i).unwrap()
+}
+
+/// Runs `f` on the view of the typed Ingress (what `check` does) and on the
+/// view decoded from its JSON (what the webhook does), and insists they
+/// agree, so every table test covers both.
+fn both_ways<T: PartialEq + std::fmt::Debug>(i: &Ingress, f: impl Fn(&Review) -> T) -> T {
+    let namespace = i.metadata.namespace.as_deref().unwrap_or("team-a");
+    let typed = f(&Review {
+        ingress: i.into(),
         old: None,
-        namespace: i.metadata.namespace.as_deref().unwrap_or("team-a"),
-    }
+        namespace,
+    });
+    let json = json_of(i);
+    let decoded = f(&Review {
+        ingress: serde_json::from_str(&json).expect("the JSON of an Ingress decodes"),
+        old: None,
+        namespace,
+    });
+    assert_eq!(typed, decoded, "typed and decoded views must agree");
+    typed
 }
 
 fn fields(v: &Verdict) -> Vec<&str> {

@@ -1,14 +1,14 @@
 //! The `ClientAuthPolicy` custom resource, and the index the admission core
 //! uses to bind Ingresses to policies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::labels::Selector;
+use crate::labels::{Labels, Selector};
 
 pub mod bundle;
 
@@ -339,12 +339,12 @@ impl PolicyIndex {
 
     /// Names of the policies in `namespace` whose ingressSelector matches
     /// `labels`, sorted.
-    pub fn selecting(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<&str> {
+    pub fn selecting(&self, namespace: &str, labels: &(impl Labels + ?Sized)) -> Vec<&str> {
         let Some(ns) = self.namespaces.get(namespace) else {
             return Vec::new();
         };
         let keyed = labels
-            .iter()
+            .each_label()
             .filter_map(|(k, v)| ns.by_label.get(k)?.get(v))
             .flatten();
         let mut names: Vec<&str> = keyed

@@ -1,6 +1,7 @@
 //! `admission.k8s.io/v1` AdmissionReview in, AdmissionReview out, with no
-//! HTTP in sight. The object is kept as raw JSON until it is decoded
-//! straight into an `Ingress`, so a review is parsed once.
+//! HTTP in sight. A well-formed review is parsed once, straight into the
+//! borrowed [`IngressObject`] admission reads; only a malformed one is parsed
+//! again, to say what is wrong with it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::admission::{self, AUDIT_VIOLATIONS_KEY, Review};
+use crate::admission::{self, AUDIT_VIOLATIONS_KEY, IngressObject, Review};
 use crate::policy::Enforcement;
 
 /// Which endpoint was called.
@@ -36,7 +37,7 @@ const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
 /// The envelope, generic over how `object`/`oldObject` are decoded: straight
-/// into [`IngressIn`] on the fast path, or kept raw (`&RawValue`) on the
+/// into [`IngressObject`] on the fast path, or kept raw (`&RawValue`) on the
 /// slow path that explains what is wrong with a body.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,59 +85,6 @@ fn none<O>() -> Option<O> {
     None
 }
 
-/// The part of an Ingress that admission reads. Everything else, notably
-/// `metadata.managedFields` and `status`, is skipped without being
-/// allocated: decoding the whole `k8s_openapi` Ingress cost several times
-/// more than the policy itself.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IngressIn<'a> {
-    #[serde(borrow, default)]
-    api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    metadata: MetadataIn,
-    #[serde(default)]
-    spec: Option<k8s_openapi::api::networking::v1::IngressSpec>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MetadataIn {
-    name: Option<String>,
-    namespace: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
-    annotations: Option<BTreeMap<String, String>>,
-    deletion_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-}
-
-impl IngressIn<'_> {
-    /// `None` when the object names another apiVersion or kind, which the
-    /// slow path then reports as the full decoder words it.
-    fn into_ingress(self) -> Option<Ingress> {
-        use k8s_openapi::Resource;
-        if self.api_version.is_some_and(|v| v != Ingress::API_VERSION)
-            || self.kind.is_some_and(|k| k != Ingress::KIND)
-        {
-            return None;
-        }
-        let m = self.metadata;
-        Some(Ingress {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                name: m.name,
-                namespace: m.namespace,
-                labels: m.labels,
-                annotations: m.annotations,
-                deletion_timestamp: m.deletion_timestamp,
-                ..Default::default()
-            },
-            spec: self.spec,
-            status: None,
-        })
-    }
-}
-
 /// A request whose objects are decoded.
 struct Parsed<'a> {
     uid: Cow<'a, str>,
@@ -146,12 +94,16 @@ struct Parsed<'a> {
     operation: Cow<'a, str>,
     dry_run: bool,
     /// `Err` carries the reason `request.object` is not an Ingress.
-    object: Result<Option<Ingress>, String>,
-    old: Option<Ingress>,
+    object: Result<Option<IngressObject<'a>>, String>,
+    old: Option<IngressObject<'a>>,
 }
 
 impl<'a, O> RequestIn<'a, O> {
-    fn parsed(self, object: Result<Option<Ingress>, String>, old: Option<Ingress>) -> Parsed<'a> {
+    fn parsed(
+        self,
+        object: Result<Option<IngressObject<'a>>, String>,
+        old: Option<IngressObject<'a>>,
+    ) -> Parsed<'a> {
         Parsed {
             uid: self.uid,
             kind: self.kind,
@@ -175,15 +127,17 @@ fn parse(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
     }) = std::str::from_utf8(body)
         .map_err(|_| ())
         // One UTF-8 check of the whole body instead of one per string.
-        .and_then(|text| serde_json::from_str::<ReviewIn<IngressIn>>(text).map_err(|_| ()))
+        .and_then(|text| serde_json::from_str::<ReviewIn<IngressObject>>(text).map_err(|_| ()))
         && api_version == API_VERSION
         && kind == KIND
     {
-        let object = req.object.take().map(IngressIn::into_ingress);
-        let old = req.old_object.take().map(IngressIn::into_ingress);
+        let object = req.object.take();
+        let old = req.old_object.take();
         // A foreign apiVersion/kind inside an object: let the slow path word it.
-        if object.as_ref().is_none_or(Option::is_some) && old.as_ref().is_none_or(Option::is_some) {
-            return Ok(req.parsed(Ok(object.flatten()), old.flatten()));
+        if object.as_ref().is_none_or(IngressObject::is_ingress_v1)
+            && old.as_ref().is_none_or(IngressObject::is_ingress_v1)
+        {
+            return Ok(req.parsed(Ok(object), old));
         }
     }
     parse_slowly(body)
@@ -208,17 +162,23 @@ fn parse_slowly(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
         .ok_or_else(|| BadRequest(format!("{KIND} has no request")))?;
     let object = match req.object {
         None => Ok(None),
-        Some(raw) => serde_json::from_str::<Ingress>(raw.get())
-            .map(Some)
-            .map_err(|e| {
-                format!("request.object is not a decodable networking.k8s.io/v1 Ingress: {e}")
-            }),
+        Some(raw) => decode_ingress(raw.get()).map(Some).map_err(|e| {
+            format!("request.object is not a decodable networking.k8s.io/v1 Ingress: {e}")
+        }),
     };
     // The old object only refines decisions; an undecodable one is ignored.
     let old = req
         .old_object
-        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+        .and_then(|raw| decode_ingress(raw.get()).ok());
     Ok(req.parsed(object, old))
+}
+
+/// Decodes with the full `k8s_openapi` type first, whose errors (a foreign
+/// apiVersion, a field of the wrong type anywhere) are the clearest, then
+/// keeps the borrowed form admission reads.
+fn decode_ingress(json: &str) -> Result<IngressObject<'_>, serde_json::Error> {
+    serde_json::from_str::<Ingress>(json)?;
+    serde_json::from_str(json)
 }
 
 /// The `status` of a response.
@@ -382,14 +342,16 @@ pub fn decide(
         Err(message) => return Ok(invalid(d, message)),
     };
     let old = req.old;
-    let namespace = req
-        .namespace
-        .as_deref()
-        .or(ingress.metadata.namespace.as_deref())
-        .unwrap_or(crate::check::DEFAULT_NAMESPACE);
+    // Cheap: both are usually borrowed from the body.
+    let namespace: Cow<str> = match (&req.namespace, &ingress.metadata.namespace) {
+        (Some(ns), _) => ns.clone(),
+        (None, Some(ns)) => ns.0.clone(),
+        (None, None) => Cow::Borrowed(crate::check::DEFAULT_NAMESPACE),
+    };
+    let namespace = namespace.as_ref();
     let review = Review {
-        ingress: &ingress,
-        old: old.as_ref(),
+        ingress,
+        old,
         namespace,
     };
     let ns_object = namespaces.and_then(|lookup| lookup(namespace));
