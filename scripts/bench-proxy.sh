@@ -24,10 +24,10 @@
 #                       --session-resumption): off (every new connection is
 #                       a full mTLS handshake) or on (tickets and session
 #                       cache, so oha resumes); the run checks what each did
-#   TLSWARD_ARGS="--header-read-timeout-seconds 300"
-#                       extra flags for `tlsward proxy`; its header-read timeout
-#                       is also its keep-alive idle timeout (10 s by default),
-#                       set here to the 300 s idle timeout the peers get
+#   TLSWARD_ARGS="--idle-timeout-seconds 300"
+#                       extra flags for `tlsward proxy`; its keep-alive idle
+#                       timeout (75 s by default) is set here to the 300 s the
+#                       peers get
 #   QUIET_WAIT=0        wait up to this many seconds for other work on the
 #                       machine to stop (under 10% of the CPUs) before the load
 #   OUT_DIR=            if set, the raw oha JSON and the result tables are copied there
@@ -53,7 +53,7 @@ BASE_PORT="${BASE_PORT:-19400}"
 BUILD="${BUILD:-1}"
 PAUSE="${PAUSE:-1}"
 RESUMPTION="${RESUMPTION:-off}"
-TLSWARD_ARGS="${TLSWARD_ARGS---header-read-timeout-seconds 300}"
+TLSWARD_ARGS="${TLSWARD_ARGS---idle-timeout-seconds 300}"
 OUT_DIR="${OUT_DIR:-}"
 KEEP_WORK="${KEEP_WORK:-0}"
 QUIET_WAIT="${QUIET_WAIT:-0}"

@@ -272,6 +272,7 @@ pub async fn run(a: QuickstartArgs) -> anyhow::Result<()> {
         handshake_timeout_seconds: 10,
         session_resumption: true,
         header_read_timeout_seconds: 10,
+        idle_timeout_seconds: 75,
         max_header_bytes: 64 * 1024,
         max_connections: 16384,
         upstream_connect_timeout_seconds: 5,

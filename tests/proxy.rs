@@ -1875,6 +1875,63 @@ async fn websocket_upgrade_is_tunnelled_and_survives_a_reload() {
     );
 }
 
+/// A keep-alive connection waits for its next request under its own idle
+/// timeout, not the header-read timeout; it keeps serving after the proxy
+/// has let go of its HTTP buffers, and a request head split across that
+/// moment arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_have_their_own_timeout_and_keep_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = World::start(&[
+        "--header-read-timeout-seconds",
+        "1",
+        "--idle-timeout-seconds",
+        "3",
+    ]);
+    let port = w.proxy.https;
+    let cfg = w.cfg(None, b"http/1.1");
+
+    // Idle for twice the header-read timeout between two requests.
+    let mut c = Conn::open(port, OPEN, cfg.clone()).await.unwrap();
+    assert_eq!(c.get(OPEN, "/one", &[]).await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = c.get(OPEN, "/two", &[]).await.unwrap();
+    assert_eq!(second.status, 200);
+    assert_eq!(second.json()["path"], "/two");
+
+    // A request, a pause long enough for the release, then a head in two
+    // parts around another pause: both answered on the one connection.
+    let mut s = tls_stream(port, OPEN, cfg.clone()).await.unwrap();
+    let head = format!("GET /a HTTP/1.1\r\nHost: {OPEN}\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.write_all(format!("GET /b HTTP/1.1\r\nHost: {OPEN}\r\n").as_bytes())
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"x-late: yes\r\n\r\n").await.unwrap();
+    s.flush().await.unwrap();
+
+    // Then nothing: the connection is closed after the idle timeout.
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let took = started.elapsed();
+    assert!(read.is_ok(), "an idle connection is closed in the end");
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(text.contains(r#""path":"/b""#), "{text}");
+    assert!(
+        text.contains("x-late"),
+        "the late header reached the upstream: {text}"
+    );
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(8),
+        "closed by the 3 s idle timeout, not the 1 s header timeout: {took:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_big_headers_and_too_many_connections_are_limited() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

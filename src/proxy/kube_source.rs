@@ -276,6 +276,7 @@ mod tests {
             Limits {
                 handshake_timeout: Duration::from_secs(1),
                 header_read_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(1),
                 max_header_bytes: 8192,
                 max_connections: 10,
                 upstream_connect_timeout: Duration::from_secs(1),

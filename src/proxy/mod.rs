@@ -2,6 +2,7 @@
 //! [`world::World`]; [`snapshot::Snapshot::build`] turns it into serving
 //! state; [`server`] serves it.
 
+mod http1;
 pub mod identity;
 pub mod kube_source;
 pub mod routes;
@@ -71,9 +72,15 @@ pub struct ProxyArgs {
     /// connection a full handshake.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub session_resumption: bool,
-    /// Time allowed to send request headers, in seconds (slowloris guard).
+    /// Time allowed to send a request head, in seconds, counted from its
+    /// first byte (slowloris guard).
     #[arg(long, default_value_t = 10)]
     pub header_read_timeout_seconds: u64,
+    /// How long an idle HTTP/1.1 keep-alive connection is kept open waiting
+    /// for its next request, in seconds. Idle connections hold no HTTP
+    /// buffers, only their TLS state.
+    #[arg(long, default_value_t = 75)]
+    pub idle_timeout_seconds: u64,
     /// Largest request head, in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_header_bytes: usize,
@@ -301,6 +308,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let limits = Limits {
         handshake_timeout: Duration::from_secs(args.handshake_timeout_seconds),
         header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
         max_header_bytes: args.max_header_bytes,
         max_connections: args.max_connections,
         upstream_connect_timeout: Duration::from_secs(args.upstream_connect_timeout_seconds),

@@ -38,6 +38,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time allowed to receive request headers (slowloris).
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1.1 keep-alive connection may wait for its next
+    /// request.
+    pub idle_timeout: Duration,
     /// Largest request head accepted.
     pub max_header_bytes: usize,
     /// Connections served at once; more wait in the kernel backlog.
@@ -91,6 +94,8 @@ struct Connection {
     /// Why the verified client is refused, if it is not on the allow-list.
     refused: Option<String>,
     peer: SocketAddr,
+    /// What this connection's HTTP/1.1 requests report to its driver.
+    activity: Arc<super::http1::Activity>,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -186,7 +191,10 @@ async fn serve_connection(
     let _ = tcp.set_nodelay(true);
     let limits = &shared.limits;
     let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-    let start = match tokio::time::timeout(limits.handshake_timeout, acceptor).await {
+    // The handshake futures are boxed (as is the h2 session below) so that
+    // the connection's task, which lives as long as the connection, is not
+    // sized for them: an idle connection then holds only its TLS state.
+    let start = match Box::pin(tokio::time::timeout(limits.handshake_timeout, acceptor)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "no ClientHello");
@@ -205,13 +213,16 @@ async fn serve_connection(
         handshake(&shared.metrics, "failure", "unknown_sni");
         return;
     };
-    let tls = match tokio::time::timeout(
+    let tls = match Box::pin(tokio::time::timeout(
         limits.handshake_timeout,
         start.into_stream(host.tls.clone()),
-    )
+    ))
     .await
     {
-        Ok(Ok(t)) => t,
+        // Boxed: the stream then moves as a pointer, not as its 1 KiB of
+        // TLS state, which would otherwise be copied into every future
+        // that takes it.
+        Ok(Ok(t)) => Box::new(t),
         Ok(Err(e)) => {
             let reason = crate::tls::handshake_failure_reason(&e);
             info!(%peer, host = %host.host, reason, error = %e, "TLS handshake refused");
@@ -248,48 +259,51 @@ async fn serve_connection(
         identity,
         refused,
         peer,
-    });
-    let svc_shared = shared.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let (conn, shared) = (conn.clone(), svc_shared.clone());
-        async move { Ok::<_, Infallible>(handle(req, &conn, &shared).await) }
+        activity: Arc::default(),
     });
     // ALPN settled the protocol in the handshake (h2 over TLS requires it,
     // RFC 9113 3.2), so serve it directly: no preface sniffing, and the
     // connection task is sized for one protocol rather than the larger of
     // the two.
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-    let io = TokioIo::new(tls);
-    macro_rules! drive {
-        ($served:expr) => {{
-            let served = $served;
-            tokio::pin!(served);
-            tokio::select! {
-                r = served.as_mut() => {
-                    if let Err(e) = r {
-                        debug!(%peer, error = %e, "connection ended");
-                    }
-                }
-                _ = shutdown.changed() => {
-                    served.as_mut().graceful_shutdown();
-                    let _ = served.await;
-                }
-            }
-        }};
-    }
-    if h2 {
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
+        let svc_shared = shared.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let (conn, shared) = (conn.clone(), svc_shared.clone());
+            async move { Ok::<_, Infallible>(handle(req, &conn, &shared).await) }
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32);
-        drive!(builder.serve_connection(io, service));
+        let mut served = Box::pin(builder.serve_connection(TokioIo::new(tls), service));
+        tokio::select! {
+            r = served.as_mut() => {
+                if let Err(e) = r {
+                    debug!(%peer, error = %e, "connection ended");
+                }
+            }
+            _ = shutdown.changed() => {
+                served.as_mut().graceful_shutdown();
+                let _ = served.await;
+            }
+        }
     } else {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192));
-        drive!(builder.serve_connection(io, service).with_upgrades());
+        let settings = super::http1::Settings {
+            header_read_timeout: limits.header_read_timeout,
+            max_buf_size: limits.max_header_bytes.max(8192),
+            idle_timeout: limits.idle_timeout,
+        };
+        let activity = conn.activity.clone();
+        let svc_shared = shared.clone();
+        let service = move |req| {
+            let in_flight = conn.activity.start();
+            let (conn, shared) = (conn.clone(), svc_shared.clone());
+            Box::pin(async move {
+                let resp = handle(req, &conn, &shared).await;
+                Ok::<_, Infallible>(resp.map(|b| super::http1::TrackedBody::new(b, in_flight)))
+            })
+        };
+        super::http1::serve(tls, &settings, activity, service, shutdown).await;
     }
 }
 
@@ -469,7 +483,6 @@ async fn route(
     let upgrade = wants_upgrade(req.headers())
         .then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten();
-    let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     if let Some(u) = &upgrade {
@@ -496,21 +509,10 @@ async fn route(
     let limits = &shared.limits;
     match tokio::time::timeout(limits.upstream_response_timeout, shared.client.request(req)).await {
         Ok(Ok(mut resp)) => {
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-                && let Some(client_side) = client_side
-            {
-                let upstream_side = hyper::upgrade::on(&mut resp);
-                // A tunnel outlives its HTTP connection: count it, so the
-                // gauge and the SIGTERM drain see it.
-                let active = shared.metrics.active_connections.clone();
-                active.inc();
-                tokio::spawn(async move {
-                    if let (Ok(c), Ok(u)) = (client_side.await, upstream_side.await) {
-                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                    }
-                    active.dec();
-                });
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+                // The connection's driver tunnels once hyper has sent the
+                // 101 and handed the client's stream back.
+                conn.activity.upgrade_to(hyper::upgrade::on(&mut resp));
                 return (resp.map(|b| b.boxed()), upstream);
             }
             strip_hop_by_hop(resp.headers_mut());
