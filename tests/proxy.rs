@@ -1899,6 +1899,26 @@ async fn idle_keep_alive_connections_have_their_own_timeout_and_keep_serving() {
     assert_eq!(second.status, 200);
     assert_eq!(second.json()["path"], "/two");
 
+    // An upgrade on a connection whose first session was released.
+    let (status, tunnel) = websocket_after_idle(
+        port,
+        OPEN,
+        cfg.clone(),
+        "/ws",
+        Some(Duration::from_millis(1200)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status, 101,
+        "the upgrade reaches the upstream after a release"
+    );
+    let mut tunnel = tunnel.unwrap();
+    assert_eq!(
+        tunnel_echo(&mut tunnel, b"after-idle").await.unwrap(),
+        b"after-idle"
+    );
+
     // A request, a pause long enough for the release, then a head in two
     // parts around another pause: both answered on the one connection.
     let mut s = tls_stream(port, OPEN, cfg.clone()).await.unwrap();

@@ -36,8 +36,8 @@ use tokio::sync::watch;
 
 /// How long a connection must be quiet before its hyper session is ended.
 /// Long enough that back-to-back requests never pay for a new session;
-/// shortened to half the header-read timeout, which hyper also runs while
-/// it waits, so the release always comes first.
+/// shortened to a quarter of the header-read timeout, which hyper also runs
+/// while it waits, so the release comes first with room to spare.
 const RELEASE_AFTER: Duration = Duration::from_millis(500);
 
 /// What the connection's requests tell the driver.
@@ -317,7 +317,7 @@ where
     B: Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let release_after = RELEASE_AFTER.min(settings.header_read_timeout / 2);
+    let release_after = RELEASE_AFTER.min(settings.header_read_timeout / 4);
     let mut http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
@@ -337,11 +337,13 @@ where
             _ = tokio::time::sleep_until(check_at), if !released => {
                 let now = tokio::time::Instant::now();
                 let quiet_at = activity.quiet_at(release_after);
-                if activity.between_requests() && quiet_at <= now {
+                let between = activity.between_requests();
+                if between && quiet_at <= now {
                     true
                 } else {
-                    // Busy (a slow upstream, a long body): look again later.
-                    check_at = quiet_at.max(now + release_after);
+                    // Not quiet long enough yet: look again when it will
+                    // be; busy (a slow upstream, a long body): later.
+                    check_at = if between { quiet_at } else { now + release_after };
                     false
                 }
             }

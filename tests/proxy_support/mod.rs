@@ -1046,11 +1046,35 @@ pub async fn websocket(
     cfg: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> Result<(u16, Option<Tunnel>), BoxError> {
+    websocket_after_idle(port, host, cfg, path, None).await
+}
+
+/// Like [`websocket`], but first sends a plain GET on the same connection
+/// and leaves it idle for `idle`, when given.
+pub async fn websocket_after_idle(
+    port: u16,
+    host: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    path: &str,
+    idle: Option<Duration>,
+) -> Result<(u16, Option<Tunnel>), BoxError> {
     let tls = tls_stream(port, host, cfg).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
+    if let Some(idle) = idle {
+        let get = Request::get("/before-upgrade")
+            .header(hyper::header::HOST, format!("{host}:{port}"))
+            .body(Empty::<Bytes>::new())?;
+        let resp = sender.send_request(get).await?;
+        if resp.status() != 200 {
+            return Ok((resp.status().as_u16(), None));
+        }
+        resp.into_body().collect().await?;
+        tokio::time::sleep(idle).await;
+        sender.ready().await?;
+    }
     let req = Request::get(path)
         .header(hyper::header::HOST, format!("{host}:{port}"))
         .header(hyper::header::CONNECTION, "Upgrade")
