@@ -275,6 +275,7 @@ pub async fn run(a: QuickstartArgs) -> anyhow::Result<()> {
         idle_timeout_seconds: 75,
         max_header_bytes: 64 * 1024,
         max_connections: 16384,
+        workers: 0,
         upstream_connect_timeout_seconds: 5,
         upstream_response_timeout_seconds: 60,
         shutdown_grace_seconds: 5,

@@ -1955,6 +1955,7 @@ async fn idle_keep_alive_connections_have_their_own_timeout_and_keep_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_big_headers_and_too_many_connections_are_limited() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Three workers, three listeners: the connection limit is still one.
     let w = World::start(&[
         "--header-read-timeout-seconds",
         "1",
@@ -1962,6 +1963,8 @@ async fn slow_headers_big_headers_and_too_many_connections_are_limited() {
         "16384",
         "--max-connections",
         "2",
+        "--workers",
+        "3",
     ]);
     let port = w.proxy.https;
     let cfg = w.cfg(None, b"http/1.1");

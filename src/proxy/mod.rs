@@ -87,6 +87,12 @@ pub struct ProxyArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 16384)]
     pub max_connections: usize,
+    /// HTTPS worker threads; 0 means one per CPU. Each has its own listener
+    /// on the HTTPS port (SO_REUSEPORT, so the kernel spreads connections),
+    /// its own connections and its own upstream pool, like nginx's workers:
+    /// a request never crosses threads.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// Upstream connect timeout, in seconds (502 after it).
     #[arg(long, default_value_t = 5)]
     pub upstream_connect_timeout_seconds: u64,
@@ -322,8 +328,11 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         ready: ready.clone(),
     });
 
-    let https = tokio::net::TcpListener::bind(args.https_listen)
-        .await
+    let workers = match args.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let https = https_sockets(args.https_listen, workers)
         .with_context(|| format!("binding --https-listen {}", args.https_listen))?;
     let http = tokio::net::TcpListener::bind(args.http_listen)
         .await
@@ -374,7 +383,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     }
 
     info!(https = %args.https_listen, http = %args.http_listen, source = %args.config_dir.as_ref().map_or("kubernetes".into(), |d| d.display().to_string()), "proxy serving");
-    let https_task = tokio::spawn(server::serve_https(https, shared.clone(), stop_rx.clone()));
+    spawn_https_workers(https, &shared, &stop_rx)?;
     let http_task = tokio::spawn(server::serve_redirect(
         http,
         args.redirect_https_port,
@@ -383,7 +392,6 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     crate::shutdown::signal().await;
     info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
-    let _ = https_task.await;
     let _ = http_task.await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_seconds);
     while shared.metrics.active_connections.get() > 0 && tokio::time::Instant::now() < deadline {
@@ -393,9 +401,79 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One socket per worker on the same address: SO_REUSEPORT lets each
+/// worker accept on its own, and the kernel spreads new connections.
+fn https_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<tokio::net::TcpSocket>> {
+    let mut addr = addr;
+    let mut sockets = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        // With port 0, the others join the port the first one got.
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Starts one thread per socket, each with a single-threaded runtime that
+/// serves HTTPS. After `stop` a worker stops accepting; its runtime stays up
+/// so its connections drain until the process exits.
+fn spawn_https_workers(
+    sockets: Vec<tokio::net::TcpSocket>,
+    shared: &Arc<server::Shared>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting an HTTPS worker runtime")?;
+        // The listener registers with the runtime current when it is made.
+        let listener = {
+            let _in_worker = runtime.enter();
+            socket.listen(1024).context("listening on --https-listen")?
+        };
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("tlsward-https-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    server::serve_https(listener, shared, stop).await;
+                    std::future::pending::<()>().await;
+                });
+            })
+            .context("starting an HTTPS worker thread")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn workers_share_one_port_even_when_it_is_chosen_by_the_kernel() {
+        let sockets = https_sockets("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_ne!(ports[0], 0);
+        assert!(ports.iter().all(|p| *p == ports[0]), "{ports:?}");
+        let listeners: Vec<_> = sockets.into_iter().map(|s| s.listen(8).unwrap()).collect();
+        // Every connection lands on one of the workers' listeners.
+        let addr = listeners[0].local_addr().unwrap();
+        for _ in 0..6 {
+            tokio::net::TcpStream::connect(addr).await.unwrap();
+        }
+    }
 
     #[test]
     fn a_vanished_config_dir_keeps_its_objects_and_says_why() {

@@ -61,26 +61,33 @@ pub struct Shared {
     pub metrics: ProxyMetrics,
     /// Limits.
     pub limits: Limits,
-    client: Client<HttpConnector, Incoming>,
+    /// `--max-connections`, shared by every worker.
+    connection_slots: Arc<Semaphore>,
 }
 
 impl Shared {
-    /// Creates the shared state with an empty snapshot and a pooled client.
+    /// Creates the shared state with an empty snapshot.
     pub fn new(metrics: ProxyMetrics, limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            metrics,
+            limits,
+        })
+    }
+
+    /// A pooled keep-alive client for upstreams. Each worker makes its own,
+    /// so a request, its upstream connection and that connection's task all
+    /// stay on one thread.
+    fn upstream_client(&self) -> Client<HttpConnector, Incoming> {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
+        connector.set_connect_timeout(Some(self.limits.upstream_connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
+        Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .timer(TokioTimer::new())
-            .build(connector);
-        Arc::new(Self {
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            metrics,
-            limits,
-            client,
-        })
+            .build(connector)
     }
 }
 
@@ -96,6 +103,8 @@ struct Connection {
     peer: SocketAddr,
     /// What this connection's HTTP/1.1 requests report to its driver.
     activity: Arc<super::http1::Activity>,
+    /// The worker's upstream client.
+    upstream: Client<HttpConnector, Incoming>,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -152,18 +161,20 @@ fn identity_headers(
         .collect()
 }
 
-/// Serves HTTPS until `shutdown` flips, then lets connections drain.
+/// Serves HTTPS on `listener` until `shutdown` flips; the connections it
+/// accepted then drain on the calling runtime.
 pub async fn serve_https(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let permits = shared.connection_slots.clone();
+    let upstream = shared.upstream_client();
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
+        // Accept, then wait for a slot: a worker that took a slot first
+        // could sit in accept while the waiting connection is queued on
+        // another worker's listener. So each worker holds at most one
+        // connection beyond the limit; the rest wait in the kernel backlog.
         let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
@@ -171,11 +182,16 @@ pub async fn serve_https(
             },
             _ = shutdown.changed() => return,
         };
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let upstream = upstream.clone();
         tokio::spawn(async move {
             shared.metrics.active_connections.inc();
-            serve_connection(tcp, peer, &shared, shutdown).await;
+            serve_connection(tcp, peer, &shared, upstream, shutdown).await;
             shared.metrics.active_connections.dec();
             drop(permit);
         });
@@ -186,6 +202,7 @@ async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
+    upstream: Client<HttpConnector, Incoming>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
@@ -260,6 +277,7 @@ async fn serve_connection(
         refused,
         peer,
         activity: Arc::default(),
+        upstream,
     });
     // ALPN settled the protocol in the handshake (h2 over TLS requires it,
     // RFC 9113 3.2), so serve it directly: no preface sniffing, and the
@@ -507,7 +525,7 @@ async fn route(
     }
 
     let limits = &shared.limits;
-    match tokio::time::timeout(limits.upstream_response_timeout, shared.client.request(req)).await {
+    match tokio::time::timeout(limits.upstream_response_timeout, conn.upstream.request(req)).await {
         Ok(Ok(mut resp)) => {
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
                 // The connection's driver tunnels once hyper has sent the
