@@ -1950,6 +1950,33 @@ async fn idle_keep_alive_connections_have_their_own_timeout_and_keep_serving() {
         took >= Duration::from_millis(2500) && took < Duration::from_secs(8),
         "closed by the 3 s idle timeout, not the 1 s header timeout: {took:?}"
     );
+
+    // The first byte of a head after a release, the rest later than the
+    // release period: answered, and the connection stays open for another.
+    let mut s = tls_stream(port, OPEN, cfg.clone()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.write_all(b"G").await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.write_all(format!("ET /c HTTP/1.1\r\nHost: {OPEN}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let last = format!("GET /d HTTP/1.1\r\nHost: {OPEN}\r\nConnection: close\r\n\r\n");
+    s.write_all(last.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    let mut all = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all)).await;
+    assert!(read.is_ok(), "answered and closed as asked");
+    let text = String::from_utf8_lossy(&all);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    assert!(
+        text.contains(r#""path":"/c""#) && text.contains(r#""path":"/d""#),
+        "{text}"
+    );
+    drop(s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,14 +164,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.pending.is_empty() {
+        let before = buf.filled().len();
+        let polled = if self.pending.is_empty() {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        } else {
             let n = self.pending.len().min(buf.remaining());
             buf.put_slice(&self.pending[..n]);
             self.pending.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+            Poll::Ready(Ok(()))
+        };
+        // Replayed bytes count too: a head begun before a release must keep
+        // its header timeout, or a client could trickle one byte a session.
         if buf.filled().len() > before {
             let a = &self.activity;
             a.touch();
