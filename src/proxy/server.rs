@@ -342,7 +342,11 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
                         .to_string()
                 })
         })?;
-    Some(crate::admission::hosts::normalize(&raw).into_owned())
+    // Most Host headers are already normal: keep `raw` rather than copy it.
+    match crate::admission::hosts::normalize(&raw) {
+        std::borrow::Cow::Borrowed(_) => Some(raw),
+        std::borrow::Cow::Owned(normal) => Some(normal),
+    }
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -394,19 +398,20 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> Response<ProxyBody> {
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Kept only for the access log, so a disabled log costs no copies.
+    let logged = tracing::enabled!(target: "tlsward::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().path().to_string()));
     let host = request_host(&req);
     let snapshot = shared.snapshot.load();
     let (resp, upstream) = route(req, host.as_deref(), conn, &snapshot, shared).await;
     let status = resp.status().as_u16();
-    let host_label = host.clone().unwrap_or_default();
+    let host_label = host.as_deref().unwrap_or_default();
     shared
         .metrics
         .requests
         .get_or_create(&HostCodeLabels {
             host: snapshot
-                .lookup(&host_label)
+                .lookup(host_label)
                 .map_or_else(|| "unknown".to_string(), |h| h.host.clone()),
             code: status,
         })
@@ -416,6 +421,9 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
         .metrics
         .request_duration
         .observe(elapsed.as_secs_f64());
+    let Some((method, path)) = logged else {
+        return resp;
+    };
     info!(
         target: "tlsward::access",
         host = %host_label,
