@@ -246,9 +246,31 @@ pub async fn serve<S, F, Fut, B>(
     let mut service = hyper::service::service_fn(service);
     // The first request may already be on its way: start at once.
     let mut pending = Bytes::new();
-    let mut first = true;
     loop {
-        if !first && pending.is_empty() {
+        // Boxed: the session (hyper's connection and its timers) then takes
+        // memory only while it runs, not for the connection's whole life.
+        let io = Replay {
+            pending,
+            inner: stream,
+            activity: activity.clone(),
+        };
+        let ended = Box::pin(session(io, service, settings, &activity, &mut shutdown)).await;
+        service = ended.service;
+        (stream, pending) = (ended.io.inner, ended.io.pending);
+        if let Some(upstream) = activity.take_upgrade() {
+            let client = Replay {
+                pending,
+                inner: stream,
+                activity,
+            };
+            tunnel(client, upstream).await;
+            return;
+        }
+        if !ended.released {
+            let _ = stream.shutdown().await;
+            return;
+        }
+        if pending.is_empty() {
             let mut byte = [0u8; 1];
             let read = tokio::select! {
                 r = tokio::time::timeout(settings.idle_timeout, stream.read(&mut byte)) => r,
@@ -262,32 +284,6 @@ pub async fn serve<S, F, Fut, B>(
                     return;
                 }
             }
-        }
-        first = false;
-        // Boxed: the session (hyper's connection and its timers) then takes
-        // memory only while it runs, not for the connection's whole life.
-        let io = Replay {
-            pending: std::mem::take(&mut pending),
-            inner: stream,
-            activity: activity.clone(),
-        };
-        let ended = Box::pin(session(io, service, settings, &activity, &mut shutdown)).await;
-        let replay;
-        (replay, service) = (ended.io, ended.service);
-        stream = replay.inner;
-        pending = replay.pending;
-        if let Some(upstream) = activity.take_upgrade() {
-            let client = Replay {
-                pending,
-                inner: stream,
-                activity,
-            };
-            tunnel(client, upstream).await;
-            return;
-        }
-        if !ended.released {
-            let _ = stream.shutdown().await;
-            return;
         }
     }
 }

@@ -1035,6 +1035,25 @@ pub async fn tls_stream(
         .await?)
 }
 
+/// Reads until the proxy closes `s`, for at most `limit`: what was read and
+/// how long the close took, or `None` if it was still open at `limit`.
+pub async fn read_until_closed<S>(s: &mut S, limit: Duration) -> Option<(String, Duration)>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // A close without TLS close_notify reads as an error: still a close.
+    let _closed = tokio::time::timeout(limit, s.read_to_end(&mut buf))
+        .await
+        .ok()?;
+    Some((
+        String::from_utf8_lossy(&buf).into_owned(),
+        started.elapsed(),
+    ))
+}
+
 /// The upgraded byte stream of a successful HTTP/1.1 Upgrade.
 pub type Tunnel = TokioIo<hyper::upgrade::Upgraded>;
 
