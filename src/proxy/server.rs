@@ -101,6 +101,8 @@ struct Connection {
     /// Why the verified client is refused, if it is not on the allow-list.
     refused: Option<String>,
     peer: SocketAddr,
+    /// `X-Forwarded-For`: the peer's address, formatted once.
+    forwarded_for: HeaderValue,
     /// What this connection's HTTP/1.1 requests report to its driver.
     activity: Arc<super::http1::Activity>,
     /// The worker's upstream client.
@@ -275,6 +277,8 @@ async fn serve_connection(
         sni_host: host,
         identity,
         refused,
+        forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         peer,
         activity: Arc::default(),
         upstream,
@@ -349,23 +353,39 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     }
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), with the legacy ones
+/// proxies also drop.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
 
 /// Headers a client must never be able to set on its own.
-const IDENTITY_HEADERS: [&str; 3] = [
-    "x-forwarded-client-cert",
-    "client-cert",
-    "client-cert-chain",
-];
+fn is_identity_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "x-forwarded-client-cert" | "client-cert" | "client-cert-chain"
+    )
+}
+
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Removes the headers `doomed` picks in one pass over the names: most
+/// messages carry none of them, and then nothing is hashed or allocated.
+fn remove_headers(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let names: Vec<HeaderName> = h.keys().filter(|n| doomed(n)).cloned().collect();
+    for n in names {
+        h.remove(n);
+    }
+}
 
 /// `Connection: upgrade` with an `Upgrade` protocol (HTTP/1.1 only).
 fn wants_upgrade(h: &HeaderMap) -> bool {
@@ -390,10 +410,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
-        h.remove(n);
-    }
-    h.remove(header::TRANSFER_ENCODING);
+    remove_headers(h, is_hop_by_hop);
 }
 
 async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> Response<ProxyBody> {
@@ -433,7 +450,7 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
         duration_us = elapsed.as_micros() as u64,
         client = %conn.identity.as_ref().map(ClientIdentity::display_name).unwrap_or_else(|| "-".into()),
         peer = %conn.peer,
-        upstream = %upstream.unwrap_or_default(),
+        upstream = %upstream.map(|a| a.to_string()).unwrap_or_default(),
         "request"
     );
     resp
@@ -445,7 +462,7 @@ async fn route(
     conn: &Connection,
     snapshot: &Snapshot,
     shared: &Shared,
-) -> (Response<ProxyBody>, Option<String>) {
+) -> (Response<ProxyBody>, Option<SocketAddr>) {
     let Some(host) = host else {
         return (
             text(StatusCode::BAD_REQUEST, "missing Host header\n".into()),
@@ -481,7 +498,7 @@ async fn route(
             None,
         );
     };
-    let Some(addr) = backend.pick() else {
+    let Some(endpoint) = backend.pick() else {
         return (
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -490,14 +507,19 @@ async fn route(
             None,
         );
     };
-    let upstream = Some(addr.to_string());
+    let addr = endpoint.addr;
+    let upstream = Some(addr);
 
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let Ok(uri) = format!("http://{addr}{path_and_query}").parse() else {
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    parts.authority = Some(endpoint.authority.clone());
+    parts.path_and_query = Some(
+        req.uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+    );
+    let Ok(uri) = hyper::Uri::from_parts(parts) else {
         return (
             text(StatusCode::BAD_REQUEST, "bad request target\n".into()),
             upstream,
@@ -515,19 +537,15 @@ async fn route(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, u.clone());
     }
-    for h in IDENTITY_HEADERS {
-        headers.remove(h);
-    }
+    remove_headers(headers, is_identity_header);
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(header::HOST, v.clone());
-        headers.insert("x-forwarded-host", v);
+        headers.insert(X_FORWARDED_HOST, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     // The proxy is the edge: what a client claims in X-Forwarded-For is
     // not evidence, so the header carries the real peer address only.
-    if let Ok(v) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
-        headers.insert("x-forwarded-for", v);
-    }
+    headers.insert(X_FORWARDED_FOR, conn.forwarded_for.clone());
     for (name, value) in &conn.identity_headers {
         headers.insert(name.clone(), value.clone());
     }
@@ -604,5 +622,69 @@ pub async fn serve_redirect(
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_do_not_cross_the_proxy() {
+        let mut h = headers(&[
+            ("connection", "close, X-Session"),
+            ("connection", "x-trace"),
+            ("x-session", "1"),
+            ("x-trace", "2"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("proxy-authenticate", "Basic"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+            ("authorization", "Bearer t"),
+            ("cookie", "a=b"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(names(&h), ["accept", "authorization", "cookie"]);
+
+        let mut plain = headers(&[("accept", "*/*"), ("user-agent", "curl")]);
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(names(&plain), ["accept", "user-agent"]);
+    }
+
+    #[test]
+    fn client_sent_identity_headers_are_removed_whatever_their_case() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "X-Forwarded-Client-Cert",
+            "Client-Cert",
+            "client-cert-chain",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        h.append("x-client-cert-note", HeaderValue::from_static("kept"));
+        remove_headers(&mut h, is_identity_header);
+        assert_eq!(names(&h), ["x-client-cert-note"]);
     }
 }
