@@ -378,11 +378,11 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Removes the headers `doomed` picks in one pass over the names: most
-/// messages carry none of them, and then nothing is hashed or allocated.
+/// Removes the headers `doomed` picks. Most messages carry none of them
+/// (or only `Connection`), so this scans the names rather than hashing a
+/// list of candidates, and allocates nothing.
 fn remove_headers(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let names: Vec<HeaderName> = h.keys().filter(|n| doomed(n)).cloned().collect();
-    for n in names {
+    while let Some(n) = h.keys().find(|n| doomed(n)).cloned() {
         h.remove(n);
     }
 }
@@ -400,12 +400,16 @@ fn wants_upgrade(h: &HeaderMap) -> bool {
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Names listed in `Connection` go too. The usual `keep-alive` or
+    // `close` is hop-by-hop anyway, so it needs no header name made for it.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
         h.remove(n);
