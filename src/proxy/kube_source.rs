@@ -304,8 +304,8 @@ mod tests {
         assert_eq!(host.cert_secret, "shop/a-tls");
         let backend = host.routes.lookup("/x").unwrap();
         assert_eq!(
-            backend.endpoints.iter().map(|e| e.addr).collect::<Vec<_>>(),
-            vec!["10.0.0.7:8080".parse::<std::net::SocketAddr>().unwrap()],
+            backend.endpoints,
+            vec!["10.0.0.7:8080".parse().unwrap()],
             "ready endpoints, target port by name"
         );
         assert!(

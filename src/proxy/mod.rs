@@ -9,6 +9,7 @@ pub mod routes;
 pub mod server;
 pub mod snapshot;
 pub mod status;
+mod upstream;
 pub mod world;
 
 use std::collections::{BTreeMap, HashSet};

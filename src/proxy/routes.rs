@@ -6,38 +6,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hyper::http::uri::Authority;
-
 /// Where matching requests go: one Service port's endpoints, round-robin.
 #[derive(Debug)]
 pub struct Backend {
     /// `namespace/service:port`, for logs and errors.
     pub name: String,
-    /// Ready endpoints.
-    pub endpoints: Vec<Endpoint>,
+    /// Ready endpoint addresses.
+    pub endpoints: Vec<SocketAddr>,
     next: AtomicUsize,
-}
-
-/// One ready address of a backend.
-#[derive(Debug)]
-pub struct Endpoint {
-    /// Where to connect.
-    pub addr: SocketAddr,
-    /// `addr` as the authority of the upstream request URI, made once here
-    /// rather than formatted and parsed again for every request.
-    pub authority: Authority,
 }
 
 impl Backend {
     /// A backend over `endpoints`.
     pub fn new(name: String, endpoints: Vec<SocketAddr>) -> Arc<Self> {
-        let endpoints = endpoints
-            .into_iter()
-            .filter_map(|addr| {
-                let authority = Authority::try_from(addr.to_string()).ok()?;
-                Some(Endpoint { addr, authority })
-            })
-            .collect();
         Arc::new(Self {
             name,
             endpoints,
@@ -46,13 +27,13 @@ impl Backend {
     }
 
     /// The next endpoint in round-robin order, if there is any.
-    pub fn pick(&self) -> Option<&Endpoint> {
+    pub fn pick(&self) -> Option<SocketAddr> {
         match self.endpoints.as_slice() {
             [] => None,
             // No shared counter to bump: every worker thread would contend
             // for its cache line on every request.
-            [only] => Some(only),
-            all => Some(&all[self.next.fetch_add(1, Ordering::Relaxed) % all.len()]),
+            [only] => Some(*only),
+            all => Some(all[self.next.fetch_add(1, Ordering::Relaxed) % all.len()]),
         }
     }
 }
@@ -206,7 +187,7 @@ mod tests {
                 "127.0.0.1:2".parse().unwrap(),
             ],
         );
-        let picks: Vec<u16> = (0..4).map(|_| be.pick().unwrap().addr.port()).collect();
+        let picks: Vec<u16> = (0..4).map(|_| be.pick().unwrap().port()).collect();
         assert_eq!(picks, [1, 2, 1, 2]);
         assert!(Backend::new("e".into(), vec![]).pick().is_none());
     }

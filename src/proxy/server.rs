@@ -15,8 +15,6 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -25,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::identity::{self, ClientIdentity};
 use super::snapshot::{HostEntry, Snapshot};
+use super::upstream::Upstream;
 use crate::clientauth::ForwardClientCert;
 use crate::telemetry::{HandshakeLabels, HostCodeLabels, ProxyMetrics};
 
@@ -79,15 +78,8 @@ impl Shared {
     /// A pooled keep-alive client for upstreams. Each worker makes its own,
     /// so a request, its upstream connection and that connection's task all
     /// stay on one thread.
-    fn upstream_client(&self) -> Client<HttpConnector, Incoming> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(self.limits.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .timer(TokioTimer::new())
-            .build(connector)
+    fn upstream_pool(&self) -> Arc<Upstream> {
+        Upstream::new(self.limits.upstream_connect_timeout)
     }
 }
 
@@ -106,7 +98,7 @@ struct Connection {
     /// What this connection's HTTP/1.1 requests report to its driver.
     activity: Arc<super::http1::Activity>,
     /// The worker's upstream client.
-    upstream: Client<HttpConnector, Incoming>,
+    upstream: Arc<Upstream>,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -171,7 +163,7 @@ pub async fn serve_https(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = shared.connection_slots.clone();
-    let upstream = shared.upstream_client();
+    let upstream = shared.upstream_pool();
     loop {
         // Accept, then wait for a slot: a worker that took a slot first
         // could sit in accept while the waiting connection is queued on
@@ -204,7 +196,7 @@ async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-    upstream: Client<HttpConnector, Incoming>,
+    upstream: Arc<Upstream>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
@@ -502,7 +494,7 @@ async fn route(
             None,
         );
     };
-    let Some(endpoint) = backend.pick() else {
+    let Some(addr) = backend.pick() else {
         return (
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -511,24 +503,16 @@ async fn route(
             None,
         );
     };
-    let addr = endpoint.addr;
     let upstream = Some(addr);
 
-    let mut parts = hyper::http::uri::Parts::default();
-    parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
-    parts.authority = Some(endpoint.authority.clone());
-    parts.path_and_query = Some(
-        req.uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
-    );
-    let Ok(uri) = hyper::Uri::from_parts(parts) else {
-        return (
-            text(StatusCode::BAD_REQUEST, "bad request target\n".into()),
-            upstream,
-        );
-    };
+    // Origin-form, as a client sends it to an origin server; `Host` is set
+    // below. An h2 request's URI also carries the scheme and authority.
+    let origin_form = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    let uri = hyper::Uri::from(origin_form);
     *req.uri_mut() = uri;
     *req.version_mut() = hyper::Version::HTTP_11;
     // An HTTP/1.1 upgrade (websocket) keeps its Upgrade header end to end.
@@ -555,7 +539,12 @@ async fn route(
     }
 
     let limits = &shared.limits;
-    match tokio::time::timeout(limits.upstream_response_timeout, conn.upstream.request(req)).await {
+    match tokio::time::timeout(
+        limits.upstream_response_timeout,
+        conn.upstream.send(addr, req),
+    )
+    .await
+    {
         Ok(Ok(mut resp)) => {
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
                 // The connection's driver tunnels once hyper has sent the
