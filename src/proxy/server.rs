@@ -75,9 +75,9 @@ impl Shared {
         })
     }
 
-    /// A pooled keep-alive client for upstreams. Each worker makes its own,
-    /// so a request, its upstream connection and that connection's task all
-    /// stay on one thread.
+    /// A keep-alive pool for upstreams. Each worker makes its own, so a
+    /// request, its upstream connection and that connection's task all stay
+    /// on one thread.
     fn upstream_pool(&self) -> Arc<Upstream> {
         Upstream::new(self.limits.upstream_connect_timeout)
     }
@@ -97,7 +97,7 @@ struct Connection {
     forwarded_for: HeaderValue,
     /// What this connection's HTTP/1.1 requests report to its driver.
     activity: Arc<super::http1::Activity>,
-    /// The worker's upstream client.
+    /// The worker's upstream pool.
     upstream: Arc<Upstream>,
 }
 
