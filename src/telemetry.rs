@@ -7,6 +7,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
+pub mod log_format;
 pub mod log_writer;
 
 /// Log line format.
@@ -23,6 +24,7 @@ pub enum LogFormat {
 pub type LogGuard = log_writer::Flusher;
 
 /// Installs the global subscriber. `RUST_LOG` wins over `level` when set.
+/// Lines are laid out by [`log_format`].
 ///
 /// Lines go to a shared in-memory buffer that a background thread writes to
 /// stderr every [`log_writer::FLUSH_EVERY`]. A per-request line then costs
@@ -35,20 +37,15 @@ pub fn init_logging(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, flusher) = log_writer::batched(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
+    let json = format == LogFormat::Json;
+    // A second init (tests) is harmless; ignore it.
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(ansi);
-    // A second init (tests) is harmless; ignore it.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-    };
+        .with_ansi(ansi && !json)
+        .fmt_fields(log_format::LineFields { json })
+        .event_format(log_format::LineFormat { json })
+        .try_init();
     flusher
 }
 
