@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 use crate::admission::{self, AUDIT_VIOLATIONS_KEY, IngressObject, Review};
 use crate::policy::Enforcement;
 
+mod reader;
+
 /// Which endpoint was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
@@ -117,30 +119,38 @@ impl<'a, O> RequestIn<'a, O> {
     }
 }
 
-/// Decodes a review in one pass when it is well formed (the normal case),
-/// and otherwise again, slowly, to say precisely what is wrong.
+/// Decodes a well-formed review in one pass (the normal case): with the
+/// hand-written [`reader`] when it can, else with serde. A body neither
+/// accepts is decoded again, slowly, to say precisely what is wrong.
 fn parse(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
-    if let Ok(ReviewIn {
+    // One UTF-8 check of the whole body instead of one per string.
+    if let Ok(text) = std::str::from_utf8(body)
+        && let Some(parsed) = reader::review(text).ok().or_else(|| parse_with_serde(text))
+    {
+        return Ok(parsed);
+    }
+    parse_slowly(body)
+}
+
+/// The one-pass decode with serde's derived decoders.
+fn parse_with_serde(text: &str) -> Option<Parsed<'_>> {
+    let ReviewIn {
         api_version,
         kind,
         request: Some(mut req),
-    }) = std::str::from_utf8(body)
-        .map_err(|_| ())
-        // One UTF-8 check of the whole body instead of one per string.
-        .and_then(|text| serde_json::from_str::<ReviewIn<IngressObject>>(text).map_err(|_| ()))
-        && api_version == API_VERSION
-        && kind == KIND
-    {
-        let object = req.object.take();
-        let old = req.old_object.take();
-        // A foreign apiVersion/kind inside an object: let the slow path word it.
-        if object.as_ref().is_none_or(IngressObject::is_ingress_v1)
-            && old.as_ref().is_none_or(IngressObject::is_ingress_v1)
-        {
-            return Ok(req.parsed(Ok(object), old));
-        }
+    } = serde_json::from_str::<ReviewIn<IngressObject>>(text).ok()?
+    else {
+        return None;
+    };
+    if api_version != API_VERSION || kind != KIND {
+        return None;
     }
-    parse_slowly(body)
+    let object = req.object.take();
+    let old = req.old_object.take();
+    // A foreign apiVersion/kind inside an object: let the slow path word it.
+    (object.as_ref().is_none_or(IngressObject::is_ingress_v1)
+        && old.as_ref().is_none_or(IngressObject::is_ingress_v1))
+    .then(|| req.parsed(Ok(object), old))
 }
 
 fn parse_slowly(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
