@@ -43,8 +43,7 @@ pub fn check_host(host: &str) -> Result<(), NameProblem> {
 pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.split('.').all(|label| {
-            let b = label.as_bytes();
+        && s.as_bytes().split(|c| *c == b'.').all(|b| {
             !b.is_empty()
                 && b.iter()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
