@@ -186,20 +186,69 @@ fn exemption(review: &Review, ctx: &Context) -> Option<String> {
     None
 }
 
+/// Names and the index where each first appeared. An Ingress lists a few
+/// names, and scanning a few beats hashing them; past [`Self::SCAN`] names
+/// a hash map keeps a huge object linear.
+enum FirstIndex<'a> {
+    Few(Vec<(std::borrow::Cow<'a, str>, usize)>),
+    Many(HashMap<std::borrow::Cow<'a, str>, usize>),
+}
+
+impl<'a> FirstIndex<'a> {
+    const SCAN: usize = 16;
+
+    fn new() -> Self {
+        FirstIndex::Few(Vec::new())
+    }
+
+    /// Where `name` first appeared; records `i` if this is the first time.
+    fn first(&mut self, name: std::borrow::Cow<'a, str>, i: usize) -> Option<usize> {
+        match self {
+            FirstIndex::Few(v) => {
+                if let Some((_, first)) = v.iter().find(|(n, _)| *n == name) {
+                    return Some(*first);
+                }
+                if v.len() < Self::SCAN {
+                    v.push((name, i));
+                } else {
+                    let mut map: HashMap<_, _> = v.drain(..).collect();
+                    map.insert(name, i);
+                    *self = FirstIndex::Many(map);
+                }
+                None
+            }
+            FirstIndex::Many(map) => match map.entry(name) {
+                std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                    None
+                }
+            },
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            FirstIndex::Few(v) => v.iter().any(|(n, _)| n == name),
+            FirstIndex::Many(map) => map.contains_key(name),
+        }
+    }
+}
+
 /// Where each normalised TLS host is declared, counting only entries that
 /// name a Secret: a host in an entry without one gets no certificate.
 struct Coverage<'a> {
-    hosts: HashMap<std::borrow::Cow<'a, str>, usize>,
+    hosts: FirstIndex<'a>,
     entries: &'a [Tls<'a>],
 }
 
 impl<'a> Coverage<'a> {
     fn of(entries: &'a [Tls<'a>]) -> Self {
-        let mut hosts = HashMap::new();
+        let mut hosts = FirstIndex::new();
         for (i, e) in entries.iter().enumerate() {
             if e.secret_name.as_deref().is_some_and(|s| !s.is_empty()) {
                 for h in e.hosts.iter().flatten() {
-                    hosts.entry(hosts::normalize(h)).or_insert(i);
+                    hosts.first(hosts::normalize(h), i);
                 }
             }
         }
@@ -208,8 +257,8 @@ impl<'a> Coverage<'a> {
 
     fn covers(&self, host: &str) -> bool {
         let h = hosts::normalize(host);
-        self.hosts.contains_key(h.as_ref())
-            || hosts::covering_wildcard(&h).is_some_and(|w| self.hosts.contains_key(w.as_str()))
+        self.hosts.contains(h.as_ref())
+            || hosts::covering_wildcard(&h).is_some_and(|w| self.hosts.contains(w.as_str()))
     }
 
     /// The first entry that lists `host` but has no Secret, to explain why
@@ -260,7 +309,7 @@ fn violations(ing: &IngressObject, namespace: &str, ctx: &Context) -> Vec<Violat
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
     let allow_catch_all = ctx.policy.allow_catch_all;
 
-    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    let mut first_use = FirstIndex::new();
     for (i, entry) in tls.iter().enumerate() {
         match entry.secret_name.as_deref() {
             None | Some("") => out.push(Violation {
@@ -274,15 +323,13 @@ fn violations(ing: &IngressObject, namespace: &str, ctx: &Context) -> Vec<Violat
                 ),
             }),
             Some(name) => {
-                if let Some(first) = first_use.get(name) {
+                if let Some(first) = first_use.first(name.into(), i) {
                     out.push(Violation {
                         field: format!("spec.tls[{i}].secretName"),
                         message: format!(
                             "{name:?} is also used by spec.tls[{first}]: cert-manager would write two certificates into one Secret; merge the hosts into spec.tls[{first}] or use another secretName"
                         ),
                     });
-                } else {
-                    first_use.insert(name, i);
                 }
             }
         }

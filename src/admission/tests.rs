@@ -289,6 +289,28 @@ fn duplicate_secret_name_is_denied() {
 }
 
 #[test]
+fn many_tls_entries_are_checked_as_a_few_are() {
+    // Past 16 names the index switches from a scan to a hash map.
+    let hosts: Vec<String> = (0..40).map(|i| format!("h{i}.example.com")).collect();
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let mut tls: Vec<Value> = (0..40)
+        .map(|i| json!({"hosts": [format!("H{i}.example.com.")], "secretName": format!("s{i}")}))
+        .collect();
+    let w = World::new("");
+    assert!(w.validate(&ingress(&names, json!(tls.clone()))).allowed);
+
+    // A Secret reused after the switch, and a host covered by no entry.
+    tls[35]["secretName"] = json!("s2");
+    tls[39]["hosts"] = json!(["other.example.com"]);
+    let v = w.validate(&ingress(&names, json!(tls)));
+    assert_eq!(
+        fields(&v),
+        ["spec.tls[35].secretName", "spec.rules[39].host"]
+    );
+    assert!(v.violations[0].message.contains("also used by spec.tls[2]"));
+}
+
+#[test]
 fn unicode_host_gets_its_punycode_form() {
     let v = World::new("").validate(&ingress(
         &["bücher.example"],
