@@ -86,15 +86,11 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> R<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let b = self.bytes();
-        loop {
-            match *b.get(self.at).ok_or(GiveUp)? {
-                b'"' => break,
-                // Escapes in kept strings and keys are left to serde.
-                b'\\' => return Err(GiveUp),
-                c if c < 0x20 => return Err(GiveUp),
-                _ => self.at += 1,
-            }
+        self.at = special_byte(self.bytes(), self.at).ok_or(GiveUp)?;
+        // Escapes and control characters in kept strings and keys are left
+        // to serde.
+        if self.bytes()[self.at] != b'"' {
+            return Err(GiveUp);
         }
         let s = &self.text[start..self.at];
         self.at += 1;
@@ -119,7 +115,8 @@ impl<'a> Reader<'a> {
         self.eat(b'"')?;
         let b = self.bytes();
         loop {
-            match *b.get(self.at).ok_or(GiveUp)? {
+            self.at = special_byte(b, self.at).ok_or(GiveUp)?;
+            match b[self.at] {
                 b'"' => {
                     self.at += 1;
                     return Ok(());
@@ -138,8 +135,8 @@ impl<'a> Reader<'a> {
                         _ => return Err(GiveUp),
                     }
                 }
-                c if c < 0x20 => return Err(GiveUp),
-                _ => self.at += 1,
+                // A control character.
+                _ => return Err(GiveUp),
             }
         }
     }
@@ -307,6 +304,30 @@ impl<'a> Reader<'a> {
             self.skip().map(|()| true)
         }
     }
+}
+
+/// The position of the first `"`, `\\` or control character at or after
+/// `at`. Eight bytes at a time: strings are most of a review's bytes.
+fn special_byte(b: &[u8], mut at: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit set in (at least) the lowest byte of `w` below `n` (n <= 128);
+    // bits above the lowest may be false alarms, so only the lowest is used.
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    while let Some(chunk) = b.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let w = u64::from_le_bytes(*chunk);
+        let hits = below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    b[at.min(b.len())..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|i| at + i)
 }
 
 /// Sets a field once; a second occurrence gives up, as serde's derived
@@ -901,6 +922,25 @@ mod tests {
                 }
             }
             out.push('"');
+        }
+    }
+
+    #[test]
+    fn finds_the_first_quote_backslash_or_control_byte() {
+        let naive = |b: &[u8], at: usize| {
+            (at..b.len()).find(|&i| b[i] == b'"' || b[i] == b'\\' || b[i] < 0x20)
+        };
+        let mut g = Gen(7);
+        let bytes = [
+            b'a', b'"', b'\\', 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xc3, 0xff, 0x5c, 0x22, 0,
+        ];
+        for _ in 0..20_000 {
+            let len = (g.next() % 40) as usize;
+            let b: Vec<u8> = (0..len)
+                .map(|_| if g.pct(90) { b'x' } else { g.pick(&bytes) })
+                .collect();
+            let at = (g.next() % (len as u64 + 1)) as usize;
+            assert_eq!(special_byte(&b, at), naive(&b, at), "{b:?} from {at}");
         }
     }
 
