@@ -195,9 +195,12 @@ impl Visit for FieldWriter<'_, '_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinity: those become strings.
-        self.record(field, |w, json| match json && !value.is_finite() {
-            true => write!(w, "\"{value}\""),
-            false => write!(w, "{value}"),
+        self.record(field, |w, json| {
+            if json && !value.is_finite() {
+                write!(w, "\"{value}\"")
+            } else {
+                write!(w, "{value}")
+            }
         });
     }
 

@@ -207,52 +207,38 @@ impl<'a> Reader<'a> {
         read_keys: bool,
         mut field: impl FnMut(&mut Self, &'a str) -> R<()>,
     ) -> R<()> {
-        self.eat(b'{')?;
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(GiveUp);
-        }
-        if self.peek()? == b'}' {
-            self.at += 1;
-        } else {
-            loop {
-                let key = if read_keys {
-                    self.string()?
-                } else {
-                    self.skip_string()?;
-                    ""
-                };
-                self.eat(b':')?;
-                field(self, key)?;
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b'}' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return Err(GiveUp),
-                }
-            }
-        }
-        self.depth -= 1;
-        Ok(())
+        self.sequence(b'{', b'}', |r| {
+            let key = if read_keys {
+                r.string()?
+            } else {
+                r.skip_string()?;
+                ""
+            };
+            r.eat(b':')?;
+            field(r, key)
+        })
     }
 
     /// Walks an array; `item` must consume each element.
-    fn array(&mut self, mut item: impl FnMut(&mut Self) -> R<()>) -> R<()> {
-        self.eat(b'[')?;
+    fn array(&mut self, item: impl FnMut(&mut Self) -> R<()>) -> R<()> {
+        self.sequence(b'[', b']', item)
+    }
+
+    /// `open`, then `each` separated by commas, then `close`.
+    fn sequence(&mut self, open: u8, close: u8, mut each: impl FnMut(&mut Self) -> R<()>) -> R<()> {
+        self.eat(open)?;
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(GiveUp);
         }
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.at += 1;
         } else {
             loop {
-                item(self)?;
+                each(self)?;
                 match self.peek()? {
                     b',' => self.at += 1,
-                    b']' => {
+                    c if c == close => {
                         self.at += 1;
                         break;
                     }
