@@ -8,6 +8,13 @@
 //! throughput target out of reach. This reader walks the body once with a
 //! little code and borrows every string it keeps.
 //!
+//! Where its own time goes (callgrind, instructions a kubectl-made 1.8 KB
+//! review): most of a review is short strings, so it first marks every
+//! quote, backslash and control byte of the body 16 bytes at a time, and
+//! each string's end is then a bit scan; values nothing reads are skipped
+//! by one loop, not by recursion. Together these took the reader from
+//! about 23,500 to 13,000 instructions a review.
+//!
 //! It is deliberately narrow. It gives up (`None`) on anything a decoder
 //! could read in more than one way or that needs a careful error message:
 //! an escape inside a string it keeps or a key, a duplicate field, a value
@@ -31,19 +38,34 @@ type R<T> = Result<T, GiveUp>;
 /// Deeper than this, give up; serde_json's own limit is 128.
 const MAX_DEPTH: u32 = 100;
 
-struct Reader<'a> {
+struct Reader<'a, 's> {
     text: &'a str,
     at: usize,
     depth: u32,
+    /// Bit `i % 64` of word `i / 64` is set when byte `i` is a quote, a
+    /// backslash or a control character: where a string may end. Found for
+    /// the whole text at once, 16 bytes an instruction, so that finding the
+    /// end of each of a review's hundreds of short strings is a bit scan.
+    special: &'s [u64],
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }
 
     /// The next byte that is not JSON whitespace, not consumed.
+    #[inline(always)]
     fn peek(&mut self) -> R<u8> {
+        // Bodies from the API server are compact: test for that first.
+        match self.bytes().get(self.at) {
+            Some(&c) if c > b' ' => Ok(c),
+            _ => self.peek_past_whitespace(),
+        }
+    }
+
+    #[cold]
+    fn peek_past_whitespace(&mut self) -> R<u8> {
         let b = self.bytes();
         while let Some(&c) = b.get(self.at) {
             if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
@@ -54,6 +76,7 @@ impl<'a> Reader<'a> {
         Err(GiveUp)
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> R<()> {
         if self.peek()? == c {
             self.at += 1;
@@ -82,11 +105,24 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The position of the first `"`, `\\` or control character at or after
+    /// `at`.
+    #[inline(always)]
+    fn special_byte(&self, at: usize) -> R<usize> {
+        let mut word = at / 64;
+        let mut bits = *self.special.get(word).ok_or(GiveUp)? & (!0 << (at % 64));
+        while bits == 0 {
+            word += 1;
+            bits = *self.special.get(word).ok_or(GiveUp)?;
+        }
+        Ok(word * 64 + bits.trailing_zeros() as usize)
+    }
+
     /// A string without escapes, borrowed.
     fn string(&mut self) -> R<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        self.at = special_byte(self.bytes(), self.at).ok_or(GiveUp)?;
+        self.at = self.special_byte(self.at)?;
         // Escapes and control characters in kept strings and keys are left
         // to serde.
         if self.bytes()[self.at] != b'"' {
@@ -111,11 +147,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips a string, checking it as serde_json does when it ignores one.
+    #[inline(always)]
     fn skip_string(&mut self) -> R<()> {
         self.eat(b'"')?;
         let b = self.bytes();
         loop {
-            self.at = special_byte(b, self.at).ok_or(GiveUp)?;
+            self.at = self.special_byte(self.at)?;
             match b[self.at] {
                 b'"' => {
                     self.at += 1;
@@ -181,39 +218,75 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Skips any value.
+    /// Skips any value, checking it as serde_json does when it ignores one.
+    /// One loop over an explicit stack rather than recursion: most of a
+    /// review's bytes are in values nothing reads (`managedFields`,
+    /// `userInfo`, `status`), so this loop is most of the reader's time.
     fn skip(&mut self) -> R<()> {
-        match self.peek()? {
-            b'"' => self.skip_string(),
-            b'{' => self.members(false, |r, _| r.skip()),
-            b'[' => self.array(|r| r.skip()),
-            b'n' => self.literal(b"null"),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            _ => self.skip_number(),
+        // One bit a level, innermost lowest: set for an object, clear for an
+        // array. MAX_DEPTH < 128 levels fit.
+        let mut open: u128 = 0;
+        let mut depth = 0;
+        let room = MAX_DEPTH.saturating_sub(self.depth);
+        'value: loop {
+            match self.peek()? {
+                b'"' => self.skip_string()?,
+                c @ (b'{' | b'[') => {
+                    self.at += 1;
+                    let object = c == b'{';
+                    if self.peek()? == if object { b'}' } else { b']' } {
+                        self.at += 1;
+                    } else {
+                        depth += 1;
+                        if depth > room {
+                            return Err(GiveUp);
+                        }
+                        open = (open << 1) | u128::from(object);
+                        if object {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                }
+                b'n' => self.literal(b"null")?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                _ => self.skip_number()?,
+            }
+            // A value ended: close what it ended, up to the next one.
+            while depth > 0 {
+                let object = open & 1 == 1;
+                match self.peek()? {
+                    b',' => {
+                        self.at += 1;
+                        if object {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                    b'}' if object => {}
+                    b']' if !object => {}
+                    _ => return Err(GiveUp),
+                }
+                self.at += 1;
+                depth -= 1;
+                open >>= 1;
+            }
+            return Ok(());
         }
     }
 
-    /// Walks an object; `field` must consume each value.
-    fn object(&mut self, field: impl FnMut(&mut Self, &'a str) -> R<()>) -> R<()> {
-        self.members(true, field)
+    /// A key of a skipped object, and its colon.
+    #[inline(always)]
+    fn skip_key(&mut self) -> R<()> {
+        self.skip_string()?;
+        self.eat(b':')
     }
 
-    /// Walks an object. Keys are read when `read_keys`, and otherwise only
-    /// checked (and `field` gets an empty key): an object skipped whole may
-    /// have escapes in its keys, as `managedFields` keys often do.
-    fn members(
-        &mut self,
-        read_keys: bool,
-        mut field: impl FnMut(&mut Self, &'a str) -> R<()>,
-    ) -> R<()> {
+    /// Walks an object; `field` must consume each value.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> R<()>) -> R<()> {
         self.sequence(b'{', b'}', |r| {
-            let key = if read_keys {
-                r.string()?
-            } else {
-                r.skip_string()?;
-                ""
-            };
+            let key = r.string()?;
             r.eat(b':')?;
             field(r, key)
         })
@@ -292,28 +365,58 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The position of the first `"`, `\\` or control character at or after
-/// `at`. Eight bytes at a time: strings are most of a review's bytes.
-fn special_byte(b: &[u8], mut at: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // High bit set in (at least) the lowest byte of `w` below `n` (n <= 128);
-    // bits above the lowest may be false alarms, so only the lowest is used.
-    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
-    while let Some(chunk) = b.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-        let w = u64::from_le_bytes(*chunk);
-        let hits = below(w ^ (ONES * u64::from(b'"')), 1)
-            | below(w ^ (ONES * u64::from(b'\\')), 1)
-            | below(w, 0x20);
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
+/// [`Reader::special`] for `text`.
+fn special_bytes(text: &[u8]) -> Vec<u64> {
+    let (blocks, rest) = text.as_chunks::<64>();
+    let mut out = Vec::with_capacity(blocks.len() + 1);
+    out.extend(blocks.iter().map(block_bits));
+    if !rest.is_empty() {
+        // Spaces are not special: the padding never ends a string.
+        let mut last = [b' '; 64];
+        last[..rest.len()].copy_from_slice(rest);
+        out.push(block_bits(&last));
     }
-    b[at.min(b.len())..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .map(|i| at + i)
+    out
+}
+
+fn block_bits(block: &[u8; 64]) -> u64 {
+    let (parts, _) = block.as_chunks::<16>();
+    parts.iter().enumerate().fold(0, |bits, (i, part)| {
+        bits | u64::from(special_bits(part)) << (16 * i)
+    })
+}
+
+/// Bit `i` is set when `chunk[i]` is `"`, `\\` or below 0x20.
+#[cfg(target_arch = "x86_64")]
+fn special_bits(chunk: &[u8; 16]) -> u16 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of every x86_64 CPU, so these intrinsics are always
+    // available, and the load reads exactly the 16 bytes `chunk` borrows.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned c <= 0x1f exactly when min(c, 0x1f) == c.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u16
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn special_bits(chunk: &[u8; 16]) -> u16 {
+    special_bits_bytewise(chunk)
+}
+
+/// [`special_bits`] one byte at a time: the portable form, and the
+/// reference the vector form is tested against.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn special_bits_bytewise(chunk: &[u8; 16]) -> u16 {
+    chunk.iter().enumerate().fold(0, |bits, (i, &c)| {
+        bits | u16::from(c == b'"' || c == b'\\' || c < 0x20) << i
+    })
 }
 
 /// Sets a field once; a second occurrence gives up, as serde's derived
@@ -326,7 +429,7 @@ fn once<T>(slot: &mut Option<T>, value: T) -> R<()> {
     Ok(())
 }
 
-fn ingress<'a>(r: &mut Reader<'a>) -> R<IngressObject<'a>> {
+fn ingress<'a>(r: &mut Reader<'a, '_>) -> R<IngressObject<'a>> {
     let (mut api_version, mut kind, mut metadata, mut spec) = (None, None, None, None);
     r.object(|r, key| match key {
         "apiVersion" => once(&mut api_version, r.opt_str()?),
@@ -343,7 +446,7 @@ fn ingress<'a>(r: &mut Reader<'a>) -> R<IngressObject<'a>> {
     })
 }
 
-fn metadata<'a>(r: &mut Reader<'a>) -> R<Metadata<'a>> {
+fn metadata<'a>(r: &mut Reader<'a, '_>) -> R<Metadata<'a>> {
     let (mut name, mut namespace, mut labels, mut annotations, mut deletion) =
         (None, None, None, None, None);
     r.object(|r, key| match key {
@@ -366,7 +469,7 @@ fn metadata<'a>(r: &mut Reader<'a>) -> R<Metadata<'a>> {
     })
 }
 
-fn opt_spec<'a>(r: &mut Reader<'a>) -> R<Option<Spec<'a>>> {
+fn opt_spec<'a>(r: &mut Reader<'a, '_>) -> R<Option<Spec<'a>>> {
     if r.null()? {
         return Ok(None);
     }
@@ -386,7 +489,7 @@ fn opt_spec<'a>(r: &mut Reader<'a>) -> R<Option<Spec<'a>>> {
     }))
 }
 
-fn tls_entry<'a>(r: &mut Reader<'a>) -> R<Tls<'a>> {
+fn tls_entry<'a>(r: &mut Reader<'a, '_>) -> R<Tls<'a>> {
     let (mut hosts, mut secret_name) = (None, None);
     r.object(|r, key| match key {
         "hosts" => once(&mut hosts, r.opt_array(Reader::str)?),
@@ -399,7 +502,7 @@ fn tls_entry<'a>(r: &mut Reader<'a>) -> R<Tls<'a>> {
     })
 }
 
-fn rule<'a>(r: &mut Reader<'a>) -> R<Rule<'a>> {
+fn rule<'a>(r: &mut Reader<'a, '_>) -> R<Rule<'a>> {
     let mut host = None;
     r.object(|r, key| match key {
         "host" => once(&mut host, r.opt_str()?),
@@ -411,7 +514,7 @@ fn rule<'a>(r: &mut Reader<'a>) -> R<Rule<'a>> {
 }
 
 /// `null` (None) or an Ingress.
-fn opt_ingress<'a>(r: &mut Reader<'a>) -> R<Option<IngressObject<'a>>> {
+fn opt_ingress<'a>(r: &mut Reader<'a, '_>) -> R<Option<IngressObject<'a>>> {
     if r.null()? {
         Ok(None)
     } else {
@@ -419,7 +522,7 @@ fn opt_ingress<'a>(r: &mut Reader<'a>) -> R<Option<IngressObject<'a>>> {
     }
 }
 
-fn gvk<'a>(r: &mut Reader<'a>) -> R<GroupVersionKind<'a>> {
+fn gvk<'a>(r: &mut Reader<'a, '_>) -> R<GroupVersionKind<'a>> {
     let (mut group, mut version, mut kind) = (None, None, None);
     r.object(|r, key| match key {
         "group" => once(&mut group, r.string()?),
@@ -434,7 +537,7 @@ fn gvk<'a>(r: &mut Reader<'a>) -> R<GroupVersionKind<'a>> {
     })
 }
 
-fn request<'a>(r: &mut Reader<'a>) -> R<Parsed<'a>> {
+fn request<'a>(r: &mut Reader<'a, '_>) -> R<Parsed<'a>> {
     let (mut uid, mut kind, mut name, mut namespace, mut operation) =
         (None, None, None, None, None);
     let (mut object, mut old, mut dry_run) = (None, None, None);
@@ -470,10 +573,12 @@ fn request<'a>(r: &mut Reader<'a>) -> R<Parsed<'a>> {
 /// Reads a well-formed `admission.k8s.io/v1` AdmissionReview of Ingresses,
 /// or gives up.
 pub(super) fn review(text: &str) -> R<Parsed<'_>> {
+    let special = special_bytes(text.as_bytes());
     let mut r = Reader {
         text,
         at: 0,
         depth: 0,
+        special: &special,
     };
     let (mut api_version, mut kind, mut request) = (None, None, None);
     r.object(|r, key| match key {
@@ -598,6 +703,15 @@ mod tests {
             format!("{body} x"),
             // A number JSON does not allow.
             body.replace("\"generation\":2", "\"generation\":02"),
+            // Broken syntax inside values nothing reads: serde checks them.
+            body.replace("null]}", "null}}"),
+            body.replace("\"extra\":{}", "\"extra\":{]"),
+            body.replace("\"extra\":{}", "\"extra\":{\"a\"}"),
+            body.replace("\"extra\":{}", "\"extra\":{\"a\":1,}"),
+            body.replace("\"extra\":{}", "\"extra\":{1:2}"),
+            body.replace("\"extra\":{}", "\"extra\":[1 2]"),
+            body.replace("\"extra\":{}", "\"extra\":[,]"),
+            body.replace("\"extra\":{}", "\"extra\":\"a\\qb\""),
             // Another kind of object.
             body.replacen(
                 "\"kind\":\"Ingress\",\"metadata\"",
@@ -921,12 +1035,27 @@ mod tests {
             b'a', b'"', b'\\', 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xc3, 0xff, 0x5c, 0x22, 0,
         ];
         for _ in 0..20_000 {
-            let len = (g.next() % 40) as usize;
+            // Lengths across several 64-byte blocks and a partial last one.
+            let len = (g.next() % 200) as usize;
             let b: Vec<u8> = (0..len)
-                .map(|_| if g.pct(90) { b'x' } else { g.pick(&bytes) })
+                .map(|_| if g.pct(95) { b'x' } else { g.pick(&bytes) })
                 .collect();
             let at = (g.next() % (len as u64 + 1)) as usize;
-            assert_eq!(special_byte(&b, at), naive(&b, at), "{b:?} from {at}");
+            let special = special_bytes(&b);
+            let r = Reader {
+                text: "",
+                at: 0,
+                depth: 0,
+                special: &special,
+            };
+            assert_eq!(r.special_byte(at).ok(), naive(&b, at), "{b:?} from {at}");
+            if let Some(chunk) = b.first_chunk::<16>() {
+                assert_eq!(
+                    special_bits(chunk),
+                    special_bits_bytewise(chunk),
+                    "{chunk:?}"
+                );
+            }
         }
     }
 
