@@ -65,21 +65,56 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        // The line is built in a plain String and handed over in one write:
+        // `Writer` is a `dyn fmt::Write`, and a line is some thirty pieces.
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.format_line(ctx, &mut line, w.has_ansi_escapes(), event)?;
+                w.write_str(&line)
+            }
+            // Only if formatting a value logged: build the inner line apart.
+            Err(_) => {
+                let mut line = String::new();
+                self.format_line(ctx, &mut line, w.has_ansi_escapes(), event)?;
+                w.write_str(&line)
+            }
+        })
+    }
+}
+
+thread_local! {
+    /// The line being formatted on this thread, kept for its capacity.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+impl LineFormat {
+    fn format_line<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        w: &mut String,
+        ansi: bool,
+        event: &Event<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
         let meta = event.metadata();
         if self.json {
             w.write_str("{\"timestamp\":\"")?;
-            write_timestamp(&mut w, SystemTime::now())?;
+            write_timestamp(w, SystemTime::now())?;
             w.write_str("\",\"level\":\"")?;
             w.write_str(meta.level().as_str())?;
             w.write_char('"')?;
-            let mut v = FieldWriter::new(&mut w, true, false);
+            let mut v = FieldWriter::new(w, true, false);
             event.record(&mut v);
             v.result?;
             w.write_str(",\"target\":")?;
-            json_str(&mut w, meta.target())?;
+            json_str(w, meta.target())?;
             if let Some(span) = ctx.lookup_current() {
                 w.write_str(",\"span\":{\"name\":")?;
-                json_str(&mut w, span.name())?;
+                json_str(w, span.name())?;
                 if let Some(f) = span.extensions().get::<FormattedFields<N>>()
                     && !f.fields.is_empty()
                 {
@@ -90,9 +125,9 @@ where
             }
             return w.write_str("}\n");
         }
-        write_timestamp(&mut w, SystemTime::now())?;
+        write_timestamp(w, SystemTime::now())?;
         w.write_char(' ')?;
-        write_level(&mut w, meta.level())?;
+        write_level(w, meta.level(), ansi)?;
         w.write_char(' ')?;
         if let Some(scope) = ctx.event_scope() {
             let mut any = false;
@@ -112,7 +147,7 @@ where
         }
         w.write_str(meta.target())?;
         w.write_str(": ")?;
-        let mut v = FieldWriter::new(&mut w, false, true);
+        let mut v = FieldWriter::new(w, false, true);
         event.record(&mut v);
         v.result?;
         w.write_char('\n')
@@ -122,15 +157,15 @@ where
 /// Writes `key=value` (text) or `"key":value` (JSON) pairs, separated by a
 /// space or a comma. `first` says whether a separator is due before the
 /// first pair.
-struct FieldWriter<'a, 'w> {
-    w: &'a mut Writer<'w>,
+struct FieldWriter<'a, W: Write> {
+    w: &'a mut W,
     json: bool,
     first: bool,
     result: fmt::Result,
 }
 
-impl<'a, 'w> FieldWriter<'a, 'w> {
-    fn new(w: &'a mut Writer<'w>, json: bool, first: bool) -> Self {
+impl<'a, W: Write> FieldWriter<'a, W> {
+    fn new(w: &'a mut W, json: bool, first: bool) -> Self {
         Self {
             w,
             json,
@@ -158,14 +193,14 @@ impl<'a, 'w> FieldWriter<'a, 'w> {
         }
     }
 
-    fn record(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'w>, bool) -> fmt::Result) {
+    fn record(&mut self, field: &Field, value: impl FnOnce(&mut W, bool) -> fmt::Result) {
         if self.result.is_ok() {
             self.result = self.key(field).and_then(|()| value(self.w, self.json));
         }
     }
 }
 
-impl Visit for FieldWriter<'_, '_> {
+impl<W: Write> Visit for FieldWriter<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
         let message = field.name() == "message";
         self.record(field, |w, json| {
@@ -186,11 +221,16 @@ impl Visit for FieldWriter<'_, '_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record(field, |w, _| write!(w, "{value}"));
+        self.record(field, |w, _| w.write_str(Digits::new(value).as_str()));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record(field, |w, _| write!(w, "{value}"));
+        self.record(field, |w, _| {
+            if value < 0 {
+                w.write_char('-')?;
+            }
+            w.write_str(Digits::new(value.unsigned_abs()).as_str())
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -218,7 +258,7 @@ impl Visit for FieldWriter<'_, '_> {
 }
 
 /// A text value in double quotes, escaped as `{:?}` escapes it.
-fn quoted(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+fn quoted(w: &mut impl Write, s: &str) -> fmt::Result {
     if s.bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
@@ -231,16 +271,16 @@ fn quoted(w: &mut Writer<'_>, s: &str) -> fmt::Result {
 }
 
 /// A JSON string.
-fn json_str(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+fn json_str(w: &mut impl Write, s: &str) -> fmt::Result {
     w.write_char('"')?;
     JsonEscaped(w).write_str(s)?;
     w.write_char('"')
 }
 
 /// Escapes what passes through it for the inside of a JSON string.
-struct JsonEscaped<'a, 'w>(&'a mut Writer<'w>);
+struct JsonEscaped<'a, W: Write>(&'a mut W);
 
-impl Write for JsonEscaped<'_, '_> {
+impl<W: Write> Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut rest = s;
         while let Some(i) = rest
@@ -262,7 +302,7 @@ impl Write for JsonEscaped<'_, '_> {
     }
 }
 
-fn write_level(w: &mut Writer<'_>, level: &Level) -> fmt::Result {
+fn write_level(w: &mut impl Write, level: &Level, ansi: bool) -> fmt::Result {
     let (text, color) = match *level {
         Level::TRACE => ("TRACE", "35"),
         Level::DEBUG => ("DEBUG", "34"),
@@ -270,7 +310,7 @@ fn write_level(w: &mut Writer<'_>, level: &Level) -> fmt::Result {
         Level::WARN => (" WARN", "33"),
         Level::ERROR => ("ERROR", "31"),
     };
-    if w.has_ansi_escapes() {
+    if ansi {
         write!(w, "\x1b[{color}m{text}\x1b[0m")
     } else {
         w.write_str(text)
@@ -294,7 +334,40 @@ fn write_timestamp(w: &mut impl Write, now: SystemTime) -> fmt::Result {
         // Only ASCII digits and separators are ever stored.
         w.write_str(std::str::from_utf8(&text[..]).unwrap_or("1970-01-01T00:00:00"))
     })?;
-    write!(w, ".{:06}Z", since.subsec_micros())
+    let mut micros = *b".000000Z";
+    let mut v = since.subsec_micros();
+    for d in micros[1..7].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    w.write_str(std::str::from_utf8(&micros).unwrap_or(".000000Z"))
+}
+
+/// The decimal digits of a number, without the formatting machinery.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn new(mut v: u64) -> Self {
+        let mut buf = [b'0'; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        Self { buf, start }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are ever stored.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time, by the days-to-civil algorithm
@@ -431,6 +504,9 @@ mod tests {
                 reason = "bad \"PEM\"\n\u{1}",
                 count = -3i64,
                 ratio = 0.5,
+                zero = 0u64,
+                most = u64::MAX,
+                least = i64::MIN,
                 "refused"
             );
         });
@@ -451,6 +527,9 @@ mod tests {
         assert_eq!(refused["reason"], "bad \"PEM\"\n\u{1}");
         assert_eq!(refused["count"], -3);
         assert_eq!(refused["ratio"], 0.5);
+        assert_eq!(refused["zero"], 0);
+        assert_eq!(refused["most"], u64::MAX);
+        assert_eq!(refused["least"], i64::MIN);
         assert_eq!(
             refused["span"],
             serde_json::json!({"name": "reconcile", "namespace": "team-a", "policy": "strict"})
