@@ -1,5 +1,7 @@
 //! Logs (tracing) and metrics (Prometheus/OpenMetrics text).
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -107,6 +109,29 @@ pub struct WebhookMetrics {
     pub policy_reloads: Family<ReloadLabels, Counter>,
     /// Serving certificate reloads.
     pub certificate_reloads: Family<ReloadLabels, Counter>,
+    /// Handles to the series a review touches, found in the families once:
+    /// a family lookup hashes the labels with SipHash under a lock, on
+    /// every review. A handle shares its series with the family.
+    review_series: [OnceLock<Counter>; REVIEW_SERIES],
+    duration_series: [OnceLock<Histogram>; HOOKS.len()],
+}
+
+const HOOKS: [&str; 2] = ["validate", "mutate"];
+const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"];
+const VERDICTS: [&str; 7] = [
+    "allowed",
+    "denied",
+    "warned",
+    "patched",
+    "exempt",
+    "invalid",
+    "bad_request",
+];
+const REVIEW_SERIES: usize = HOOKS.len() * OPERATIONS.len() * VERDICTS.len();
+
+/// Where `value` is in `set`; label values are compared by content.
+fn position(set: &[&str], value: &str) -> Option<usize> {
+    set.iter().position(|v| *v == value)
 }
 
 impl WebhookMetrics {
@@ -123,6 +148,8 @@ impl WebhookMetrics {
             }),
             policy_reloads: Family::default(),
             certificate_reloads: Family::default(),
+            review_series: std::array::from_fn(|_| OnceLock::new()),
+            duration_series: std::array::from_fn(|_| OnceLock::new()),
         };
         registry.register(
             "tlsward_webhook_reviews",
@@ -145,6 +172,32 @@ impl WebhookMetrics {
             m.certificate_reloads.clone(),
         );
         m
+    }
+
+    /// Counts a review in `tlsward_webhook_reviews`.
+    pub fn count_review(&self, labels: ReviewLabels) {
+        let slot = position(&HOOKS, labels.webhook)
+            .zip(position(&OPERATIONS, labels.operation))
+            .zip(position(&VERDICTS, labels.verdict))
+            .map(|((h, o), v)| (h * OPERATIONS.len() + o) * VERDICTS.len() + v);
+        match slot {
+            Some(i) => self.review_series[i]
+                .get_or_init(|| self.reviews.get_or_create(&labels).clone())
+                .inc(),
+            // A label value outside the sets above: counted, not cached.
+            None => self.reviews.get_or_create(&labels).inc(),
+        };
+    }
+
+    /// Records a review's duration in `tlsward_webhook_review_duration_seconds`.
+    pub fn observe_duration(&self, webhook: &'static str, seconds: f64) {
+        let labels = HookLabels { webhook };
+        match position(&HOOKS, webhook) {
+            Some(i) => self.duration_series[i]
+                .get_or_init(|| self.duration.get_or_create(&labels).clone())
+                .observe(seconds),
+            None => self.duration.get_or_create(&labels).observe(seconds),
+        }
     }
 }
 
@@ -250,6 +303,38 @@ mod tests {
             to_prometheus_text(om),
             "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 2\n# HELP b Gauge.\n# TYPE b gauge\nb 1\n"
         );
+    }
+
+    #[test]
+    fn cached_review_series_are_the_families_series() {
+        let mut registry = Registry::default();
+        let m = WebhookMetrics::register(&mut registry);
+        let labels = |webhook, operation, verdict| ReviewLabels {
+            webhook,
+            operation,
+            verdict,
+        };
+        for _ in 0..3 {
+            m.count_review(labels("validate", "CREATE", "allowed"));
+        }
+        m.count_review(labels("mutate", "unknown", "bad_request"));
+        // Outside the cached sets: still counted.
+        m.count_review(labels("validate", "CREATE", "novel"));
+        m.observe_duration("validate", 0.001);
+        m.observe_duration("validate", 0.002);
+        m.observe_duration("other", 0.003);
+        let text = render(&registry);
+        for line in [
+            r#"tlsward_webhook_reviews_total{webhook="validate",operation="CREATE",verdict="allowed"} 3"#,
+            r#"tlsward_webhook_reviews_total{webhook="mutate",operation="unknown",verdict="bad_request"} 1"#,
+            r#"tlsward_webhook_reviews_total{webhook="validate",operation="CREATE",verdict="novel"} 1"#,
+            r#"tlsward_webhook_review_duration_seconds_count{webhook="validate"} 2"#,
+            r#"tlsward_webhook_review_duration_seconds_count{webhook="other"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // Nothing is exported for series never touched.
+        assert!(!text.contains("DELETE"), "{text}");
     }
 }
 

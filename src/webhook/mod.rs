@@ -29,9 +29,7 @@ use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
 use crate::labels::Selector;
 use crate::manifests;
 use crate::policy::IngressTlsPolicy;
-use crate::telemetry::{
-    self, HookLabels, ReloadLabels, ReloadResult, ReviewLabels, WebhookMetrics,
-};
+use crate::telemetry::{self, ReloadLabels, ReloadResult, ReviewLabels, WebhookMetrics};
 use crate::tls::{self, SwappableCert};
 use review::{BadRequest, Hook};
 
@@ -248,21 +246,14 @@ fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
     let result = review::decide(hook, body, &snapshot, Some(&lookup));
     let elapsed = started.elapsed();
     app.metrics
-        .duration
-        .get_or_create(&HookLabels {
-            webhook: hook.label(),
-        })
-        .observe(elapsed.as_secs_f64());
+        .observe_duration(hook.label(), elapsed.as_secs_f64());
     match result {
         Ok(d) => {
-            app.metrics
-                .reviews
-                .get_or_create(&ReviewLabels {
-                    webhook: hook.label(),
-                    operation: review::operation_label(&d.operation),
-                    verdict: d.verdict,
-                })
-                .inc();
+            app.metrics.count_review(ReviewLabels {
+                webhook: hook.label(),
+                operation: review::operation_label(&d.operation),
+                verdict: d.verdict,
+            });
             info!(
                 webhook = hook.label(),
                 uid = %d.response.uid,
@@ -281,14 +272,11 @@ fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
                 .into_response()
         }
         Err(BadRequest(reason)) => {
-            app.metrics
-                .reviews
-                .get_or_create(&ReviewLabels {
-                    webhook: hook.label(),
-                    operation: "unknown",
-                    verdict: "bad_request",
-                })
-                .inc();
+            app.metrics.count_review(ReviewLabels {
+                webhook: hook.label(),
+                operation: "unknown",
+                verdict: "bad_request",
+            });
             warn!(webhook = hook.label(), %reason, "bad request");
             (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
         }
