@@ -1,8 +1,6 @@
 //! The `ClientAuthPolicy` custom resource, and the index the admission core
 //! uses to bind Ingresses to policies.
 
-use std::collections::HashMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -260,6 +258,12 @@ pub struct Binding {
     /// The CA-bundle Secret's name, in the policy's namespace.
     pub bundle_secret: String,
 }
+
+/// Maps keyed by names from the cluster. foldhash rather than SipHash: a
+/// lookup hashes two or three short names per admission review, and SipHash
+/// was a tenth of the policy decision's time. It is seeded per process, so
+/// names chosen to collide cannot be prepared in advance.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct NamespacePolicies {
