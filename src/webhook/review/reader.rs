@@ -24,6 +24,7 @@
 //! same answers.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use super::{API_VERSION, GroupVersionKind, KIND, Parsed};
 use crate::admission::IngressObject;
@@ -87,6 +88,7 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// Consumes `null` if it comes next.
+    #[inline(always)]
     fn null(&mut self) -> R<bool> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
@@ -119,6 +121,7 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// A string without escapes, borrowed.
+    #[inline(always)]
     fn string(&mut self) -> R<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
@@ -133,11 +136,13 @@ impl<'a> Reader<'a, '_> {
         Ok(s)
     }
 
+    #[inline(always)]
     fn str(&mut self) -> R<Str<'a>> {
         Ok(Str::from(self.string()?))
     }
 
     /// A string that may be `null`.
+    #[inline(always)]
     fn opt_str(&mut self) -> R<Option<Str<'a>>> {
         if self.null()? {
             Ok(None)
@@ -366,9 +371,18 @@ impl<'a> Reader<'a, '_> {
 }
 
 /// [`Reader::special`] for `text`.
+#[cfg(test)]
 fn special_bytes(text: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    special_bytes_into(text, &mut out);
+    out
+}
+
+/// [`special_bytes`] into a reused buffer.
+fn special_bytes_into(text: &[u8], out: &mut Vec<u64>) {
     let (blocks, rest) = text.as_chunks::<64>();
-    let mut out = Vec::with_capacity(blocks.len() + 1);
+    out.clear();
+    out.reserve(blocks.len() + 1);
     out.extend(blocks.iter().map(block_bits));
     if !rest.is_empty() {
         // Spaces are not special: the padding never ends a string.
@@ -376,8 +390,15 @@ fn special_bytes(text: &[u8]) -> Vec<u64> {
         last[..rest.len()].copy_from_slice(rest);
         out.push(block_bits(&last));
     }
-    out
 }
+
+thread_local! {
+    /// [`Reader::special`]'s buffer, kept between reviews on each thread.
+    static SPECIAL: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+}
+
+/// Buffers above this many words (bodies over 64 KiB) are not kept.
+const KEEP_SPECIAL_WORDS: usize = 1024;
 
 fn block_bits(block: &[u8; 64]) -> u64 {
     let (parts, _) = block.as_chunks::<16>();
@@ -573,12 +594,21 @@ fn request<'a>(r: &mut Reader<'a, '_>) -> R<Parsed<'a>> {
 /// Reads a well-formed `admission.k8s.io/v1` AdmissionReview of Ingresses,
 /// or gives up.
 pub(super) fn review(text: &str) -> R<Parsed<'_>> {
-    let special = special_bytes(text.as_bytes());
+    let mut special = SPECIAL.take();
+    special_bytes_into(text.as_bytes(), &mut special);
+    let parsed = read(text, &special);
+    if special.capacity() <= KEEP_SPECIAL_WORDS {
+        SPECIAL.set(special);
+    }
+    parsed
+}
+
+fn read<'a>(text: &'a str, special: &[u64]) -> R<Parsed<'a>> {
     let mut r = Reader {
         text,
         at: 0,
         depth: 0,
-        special: &special,
+        special,
     };
     let (mut api_version, mut kind, mut request) = (None, None, None);
     r.object(|r, key| match key {
