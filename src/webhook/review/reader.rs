@@ -39,6 +39,7 @@ type R<T> = Result<T, GiveUp>;
 /// Deeper than this, give up; serde_json's own limit is 128.
 const MAX_DEPTH: u32 = 100;
 
+#[derive(Clone, Copy)]
 struct Reader<'a, 's> {
     text: &'a str,
     at: usize,
@@ -228,6 +229,15 @@ impl<'a> Reader<'a, '_> {
     /// review's bytes are in values nothing reads (`managedFields`,
     /// `userInfo`, `status`), so this loop is most of the reader's time.
     fn skip(&mut self) -> R<()> {
+        // On a local copy the position can live in a register.
+        let mut r = Reader { ..*self };
+        let skipped = r.skip_in_place();
+        self.at = r.at;
+        skipped
+    }
+
+    #[inline(always)]
+    fn skip_in_place(&mut self) -> R<()> {
         // One bit a level, innermost lowest: set for an object, clear for an
         // array. MAX_DEPTH < 128 levels fit.
         let mut open: u128 = 0;
