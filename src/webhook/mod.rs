@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -288,18 +288,39 @@ fn admission_router(app: Arc<App>) -> Router {
     Router::new()
         .route(
             "/validate",
-            post(|State(app): State<Arc<App>>, body: Bytes| async move {
-                reply(&app, Hook::Validate, &body)
-            }),
+            post(|State(app): State<Arc<App>>, body: Body| answer(app, Hook::Validate, body)),
         )
         .route(
             "/mutate",
-            post(|State(app): State<Arc<App>>, body: Bytes| async move {
-                reply(&app, Hook::Mutate, &body)
-            }),
+            post(|State(app): State<Arc<App>>, body: Body| answer(app, Hook::Mutate, body)),
         )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`] and answers it. The limit is
+/// applied here, not by a `DefaultBodyLimit` layer: a router layer cost five
+/// allocations and boxed-service clones on every review.
+async fn answer(app: Arc<App>, hook: Hook, body: Body) -> Response {
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => reply(&app, hook, &body),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body over {MAX_BODY_BYTES} bytes: not an AdmissionReview the API server sends\n"),
+                )
+                    .into_response()
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("failed to read the request body: {e}\n"),
+                )
+                    .into_response()
+            }
+        }
+    }
 }
 
 fn count(
