@@ -419,16 +419,26 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
     let (resp, upstream) = route(req, host.as_deref(), conn, &snapshot, shared).await;
     let status = resp.status().as_u16();
     let host_label = host.as_deref().unwrap_or_default();
-    shared
-        .metrics
-        .requests
-        .get_or_create(&HostCodeLabels {
-            host: snapshot
-                .lookup(host_label)
-                .map_or_else(|| "unknown".to_string(), |h| h.host.clone()),
-            code: status,
-        })
-        .inc();
+    let requests = &shared.metrics.requests;
+    match snapshot.lookup(host_label) {
+        Some(entry) if status == 200 => entry
+            .ok_requests
+            .get_or_init(|| {
+                requests
+                    .get_or_create(&HostCodeLabels {
+                        host: entry.host.clone(),
+                        code: status,
+                    })
+                    .clone()
+            })
+            .inc(),
+        entry => requests
+            .get_or_create(&HostCodeLabels {
+                host: entry.map_or_else(|| "unknown".to_string(), |h| h.host.clone()),
+                code: status,
+            })
+            .inc(),
+    };
     let elapsed = started.elapsed();
     shared
         .metrics

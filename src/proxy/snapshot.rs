@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressServiceBackend};
 use kube::ResourceExt;
+use prometheus_client::metrics::counter::Counter;
 use rustls::ServerConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -113,6 +114,10 @@ pub struct HostEntry {
     pub routes: RouteTable,
     /// Served certificate and trust anchors, for expiry metrics.
     pub expiries: Vec<Expiry>,
+    /// This host's `code="200"` series of the request counter, once a
+    /// request has found it: most requests then count without hashing the
+    /// labels or taking the family's lock.
+    pub ok_requests: OnceLock<Counter>,
 }
 
 /// The proxy's whole serving state at one moment.
@@ -672,6 +677,7 @@ fn build_host(
         tls: config,
         routes: d.routes,
         expiries,
+        ok_requests: OnceLock::new(),
     })
 }
 
