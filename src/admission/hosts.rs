@@ -108,13 +108,13 @@ mod tests {
         // Every string of up to 5 bytes over an alphabet with each class.
         let alphabet = ["a", "0", "-", ".", "A", "_"];
         let mut names = vec![String::new()];
+        let mut longest = vec![String::new()];
         for _ in 0..5 {
-            let longer: Vec<String> = names
+            longest = longest
                 .iter()
-                .filter(|n| n.len() == names.last().map_or(0, String::len))
                 .flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}")))
                 .collect();
-            names.extend(longer);
+            names.extend(longest.iter().cloned());
         }
         assert!(names.len() > 9000);
         for n in &names {

@@ -261,8 +261,9 @@ pub struct Binding {
 
 /// Maps keyed by names from the cluster. foldhash rather than SipHash: a
 /// lookup hashes two or three short names per admission review, and SipHash
-/// was a tenth of the policy decision's time. It is seeded per process, so
-/// names chosen to collide cannot be prepared in advance.
+/// took about 1,400 of the 3,300 instructions `validate` spent on one
+/// (callgrind). It is seeded per process, so names chosen to collide cannot
+/// be prepared in advance.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]

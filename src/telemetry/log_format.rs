@@ -67,18 +67,19 @@ where
     ) -> fmt::Result {
         // The line is built in a plain String and handed over in one write:
         // `Writer` is a `dyn fmt::Write`, and a line is some thirty pieces.
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                self.format_line(ctx, &mut line, w.has_ansi_escapes(), event)?;
-                w.write_str(&line)
-            }
-            // Only if formatting a value logged: build the inner line apart.
-            Err(_) => {
-                let mut line = String::new();
-                self.format_line(ctx, &mut line, w.has_ansi_escapes(), event)?;
-                w.write_str(&line)
-            }
+        LINE.with(|kept| {
+            // Busy only if formatting a value logged: then a fresh String.
+            let mut fresh = String::new();
+            let mut kept = kept.try_borrow_mut();
+            let line = match &mut kept {
+                Ok(kept) => {
+                    kept.clear();
+                    &mut **kept
+                }
+                Err(_) => &mut fresh,
+            };
+            self.format_line(ctx, line, w.has_ansi_escapes(), event)?;
+            w.write_str(line)
         })
     }
 }

@@ -15,7 +15,7 @@
 //! by one loop, not by recursion. Together these took the reader from
 //! about 23,500 to 11,800 instructions a review.
 //!
-//! It is deliberately narrow. It gives up (`None`) on anything a decoder
+//! It is deliberately narrow. It gives up ([`GiveUp`]) on anything a decoder
 //! could read in more than one way or that needs a careful error message:
 //! an escape inside a string it keeps or a key, a duplicate field, a value
 //! of an unexpected type, deep nesting, invalid JSON. The caller then runs
