@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::identity::{self, ClientIdentity};
 use super::snapshot::{HostEntry, Snapshot};
-use super::upstream::Upstream;
+use super::upstream::{PooledBody, Upstream, UpstreamError};
 use crate::clientauth::ForwardClientCert;
 use crate::telemetry::{HandshakeLabels, HostCodeLabels, ProxyMetrics};
 
@@ -281,9 +281,11 @@ async fn serve_connection(
     // the two.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
         let svc_shared = shared.clone();
+        // Boxed: hyper spawns a task per stream, and moving a pointer into
+        // it is cheaper than moving the 2.5 KB request future.
         let service = hyper::service::service_fn(move |req| {
             let (conn, shared) = (conn.clone(), svc_shared.clone());
-            async move { Ok::<_, Infallible>(handle(req, &conn, &shared).await) }
+            Box::pin(async move { Ok::<_, Infallible>(handle(req, &conn, &shared).await) })
         });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
@@ -416,11 +418,33 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
         .then(|| (req.method().clone(), req.uri().path().to_string()));
     let host = request_host(&req);
     let snapshot = shared.snapshot.load();
-    let (resp, upstream) = route(req, host.as_deref(), conn, &snapshot, shared).await;
+    let entry = host.as_deref().and_then(|h| snapshot.lookup(h));
+    // The one await is here, not in a nested async fn: each async layer
+    // that takes the request by value keeps its own copy of it in the
+    // future, and hyper moves that future around.
+    let (resp, upstream) = match route(req, host.as_deref(), entry, conn) {
+        Routed::Answer(resp) => (resp, None),
+        Routed::Forward {
+            req,
+            addr,
+            backend,
+            upgrade,
+        } => {
+            let sent = tokio::time::timeout(
+                shared.limits.upstream_response_timeout,
+                conn.upstream.send(addr, req),
+            )
+            .await;
+            (
+                upstream_answer(sent, addr, backend, upgrade, conn),
+                Some(addr),
+            )
+        }
+    };
     let status = resp.status().as_u16();
     let host_label = host.as_deref().unwrap_or_default();
     let requests = &shared.metrics.requests;
-    match snapshot.lookup(host_label) {
+    match entry {
         Some(entry) if status == 200 => entry
             .ok_requests
             .get_or_init(|| {
@@ -462,58 +486,63 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
     resp
 }
 
-async fn route(
+/// What becomes of a request: the proxy answers it, or it goes upstream.
+enum Routed<'s> {
+    Answer(Response<ProxyBody>),
+    Forward {
+        /// Rewritten for the upstream: origin-form, proxy headers set.
+        req: Request<Incoming>,
+        addr: SocketAddr,
+        /// The Service's name, for error answers.
+        backend: &'s str,
+        /// An HTTP/1.1 upgrade (websocket) was asked for.
+        upgrade: bool,
+    },
+}
+
+/// Checks `req` against the host `entry` its Host header names and picks
+/// the upstream endpoint; no I/O.
+fn route<'s>(
     mut req: Request<Incoming>,
     host: Option<&str>,
+    entry: Option<&'s Arc<HostEntry>>,
     conn: &Connection,
-    snapshot: &Snapshot,
-    shared: &Shared,
-) -> (Response<ProxyBody>, Option<SocketAddr>) {
+) -> Routed<'s> {
     let Some(host) = host else {
-        return (
-            text(StatusCode::BAD_REQUEST, "missing Host header\n".into()),
-            None,
-        );
+        return Routed::Answer(text(
+            StatusCode::BAD_REQUEST,
+            "missing Host header\n".into(),
+        ));
     };
-    let target = match snapshot.lookup(host) {
+    let target = match entry {
         // Connection coalescing must not let a client reach a host under
         // another policy than the one its handshake was checked against.
-        Some(t) if t.policy == conn.sni_host.policy => t.clone(),
+        Some(t) if Arc::ptr_eq(t, &conn.sni_host) || t.policy == conn.sni_host.policy => t,
         _ => {
-            return (
-                text(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    format!(
-                        "this connection was opened for {}; open a new connection for {host}\n",
-                        conn.sni_host.host
-                    ),
+            return Routed::Answer(text(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this connection was opened for {}; open a new connection for {host}\n",
+                    conn.sni_host.host
                 ),
-                None,
-            );
+            ));
         }
     };
     if let Some(why) = &conn.refused {
-        return (text(StatusCode::FORBIDDEN, format!("{why}\n")), None);
+        return Routed::Answer(text(StatusCode::FORBIDDEN, format!("{why}\n")));
     }
     let Some(backend) = target.routes.lookup(req.uri().path()) else {
-        return (
-            text(
-                StatusCode::NOT_FOUND,
-                format!("no route for {} on {host}\n", req.uri().path()),
-            ),
-            None,
-        );
+        return Routed::Answer(text(
+            StatusCode::NOT_FOUND,
+            format!("no route for {} on {host}\n", req.uri().path()),
+        ));
     };
     let Some(addr) = backend.pick() else {
-        return (
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no ready endpoints for {}\n", backend.name),
-            ),
-            None,
-        );
+        return Routed::Answer(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no ready endpoints for {}\n", backend.name),
+        ));
     };
-    let upstream = Some(addr);
 
     // Origin-form, as a client sends it to an origin server; `Host` is set
     // below. An h2 request's URI also carries the scheme and authority.
@@ -547,42 +576,46 @@ async fn route(
     for (name, value) in &conn.identity_headers {
         headers.insert(name.clone(), value.clone());
     }
+    Routed::Forward {
+        req,
+        addr,
+        backend: &backend.name,
+        upgrade: upgrade.is_some(),
+    }
+}
 
-    let limits = &shared.limits;
-    match tokio::time::timeout(
-        limits.upstream_response_timeout,
-        conn.upstream.send(addr, req),
-    )
-    .await
-    {
+/// The client's answer to an upstream exchange: the upstream's response,
+/// 502 when the exchange failed, 504 when it timed out.
+fn upstream_answer(
+    sent: Result<Result<Response<PooledBody>, UpstreamError>, tokio::time::error::Elapsed>,
+    addr: SocketAddr,
+    backend: &str,
+    upgrade: bool,
+    conn: &Connection,
+) -> Response<ProxyBody> {
+    match sent {
         Ok(Ok(mut resp)) => {
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade {
                 // The connection's driver tunnels once hyper has sent the
                 // 101 and handed the client's stream back.
                 conn.activity.upgrade_to(hyper::upgrade::on(&mut resp));
-                return (resp.map(|b| b.boxed()), upstream);
+                return resp.map(|b| b.boxed());
             }
             strip_hop_by_hop(resp.headers_mut());
             // The client's protocol is ours to speak, not the upstream's.
             *resp.version_mut() = hyper::Version::HTTP_11;
-            (resp.map(|b| b.boxed()), upstream)
+            resp.map(|b| b.boxed())
         }
         Ok(Err(e)) => {
             warn!(upstream = %addr, error = %e, "upstream failed");
-            (
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    format!("upstream {} failed\n", backend.name),
-                ),
-                upstream,
+            text(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {backend} failed\n"),
             )
         }
-        Err(_) => (
-            text(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("upstream {} did not answer in time\n", backend.name),
-            ),
-            upstream,
+        Err(_) => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("upstream {backend} did not answer in time\n"),
         ),
     }
 }
