@@ -342,6 +342,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    // HTTPS listens before a source can mark the proxy ready: /readyz must
+    // not answer yes while connections to the HTTPS port are refused.
+    spawn_https_workers(https, &shared, &stop_rx)?;
     {
         let router = telemetry::admin_router(admin.clone());
         let mut stop = stop_rx.clone();
@@ -384,7 +387,6 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     }
 
     info!(https = %args.https_listen, http = %args.http_listen, source = %args.config_dir.as_ref().map_or("kubernetes".into(), |d| d.display().to_string()), "proxy serving");
-    spawn_https_workers(https, &shared, &stop_rx)?;
     let http_task = tokio::spawn(server::serve_redirect(
         http,
         args.redirect_https_port,
