@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod check;
 pub mod clientauth;
+mod fast_hash;
 pub mod labels;
 pub mod manifests;
 pub mod operator;

@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::fast_hash::HashMap;
 use crate::labels::{Labels, Selector};
 
 pub mod bundle;
@@ -258,13 +259,6 @@ pub struct Binding {
     /// The CA-bundle Secret's name, in the policy's namespace.
     pub bundle_secret: String,
 }
-
-/// Maps keyed by names from the cluster. foldhash rather than SipHash: a
-/// lookup hashes two or three short names per admission review, and SipHash
-/// took about 1,400 of the 3,300 instructions `validate` spent on one
-/// (callgrind). It is seeded per process, so names chosen to collide cannot
-/// be prepared in advance.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct NamespacePolicies {

@@ -22,6 +22,7 @@ use crate::clientauth::bundle::{self, PemInput};
 use crate::clientauth::{
     AllowedClients, ClientAuthMode, ClientAuthPolicy, ForwardClientCert, PemSource, PolicyIndex,
 };
+use crate::fast_hash::{HashMap as FastHashMap, HashSet as FastHashSet};
 use crate::tls;
 
 /// Annotation on a Service naming its endpoints directly (`host:port`,
@@ -123,11 +124,11 @@ pub struct HostEntry {
 /// The proxy's whole serving state at one moment.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    exact: HashMap<String, Arc<HostEntry>>,
-    wildcard: HashMap<String, Arc<HostEntry>>,
+    exact: FastHashMap<String, Arc<HostEntry>>,
+    wildcard: FastHashMap<String, Arc<HostEntry>>,
     /// Hosts an Ingress names but that are not served (fail closed): a
     /// covering wildcard must not answer for them under its own policy.
-    blocked: std::collections::HashSet<String>,
+    blocked: FastHashSet<String>,
     /// What could not be served as written (and whether a last good config
     /// was kept for it).
     pub problems: Vec<Problem>,

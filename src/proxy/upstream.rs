@@ -7,7 +7,7 @@
 //! the pool when its response body ends, not through a task spawned for
 //! every request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,6 +22,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
+
+use crate::fast_hash::HashMap;
 
 /// Idle connections kept per endpoint; more are closed when they come back.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -87,7 +89,7 @@ where
     pub fn new(connect_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             idle: Mutex::new(IdleConnections {
-                by_endpoint: HashMap::new(),
+                by_endpoint: HashMap::default(),
                 returns: 0,
             }),
             connect_timeout,
