@@ -16,8 +16,9 @@
 #   IDLE_CONNECTIONS=5000  idle mTLS connections for the memory test (0: skip it)
 #   MEMORY_PEERS="tlsward nginx"
 #   BASE_PORT=19400     upstream on BASE_PORT, peers on the next ports
-#   BUILD=1             cargo build --release --bin tlsward first (0: use the binary as is)
-#   TLSWARD_BIN=        the tlsward binary to measure (default target/release/tlsward),
+#   BUILD=1             cargo build --profile dist --bin tlsward first, the image's
+#                       build (0: use the binary as is)
+#   TLSWARD_BIN=        the tlsward binary to measure (default target/dist/tlsward),
 #                       e.g. to compare two builds; use BUILD=0 with it
 #   PAUSE=1             seconds of quiet between two oha runs
 #   RESUMPTION=off      TLS session resumption on every peer (tlsward's
@@ -115,11 +116,11 @@ if has_peer envoy; then
   fi
   [ -x "$ENVOY" ] || die "no Envoy binary at $ENVOY; $MISSING"
 fi
-TLSWARD="${TLSWARD_BIN:-$ROOT/target/release/tlsward}"
+TLSWARD="${TLSWARD_BIN:-$ROOT/target/dist/tlsward}"
 if has_peer tlsward; then
   if [ "$BUILD" = 1 ]; then
-    log "building tlsward (cargo build --release --bin tlsward)"
-    cargo build --release --bin tlsward >&2 || die "cargo build --release --bin tlsward failed"
+    log "building tlsward (cargo build --profile dist --bin tlsward)"
+    cargo build --profile dist --bin tlsward >&2 || die "cargo build --profile dist --bin tlsward failed"
   fi
   [ -x "$TLSWARD" ] || die "no $TLSWARD (build it, or leave tlsward out: PEERS='nginx haproxy envoy')"
   "$TLSWARD" proxy --help >/dev/null 2>&1 ||
