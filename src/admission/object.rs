@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::labels::Labels;
 
 /// The annotations admission reads; every other one is skipped unread.
-pub(crate) const READ_ANNOTATIONS: &[&str] = &[
+pub const READ_ANNOTATIONS: &[&str] = &[
     super::CLIENT_AUTH_ANNOTATION,
     super::EXEMPT_ANNOTATION,
     super::CM_ISSUER,
