@@ -2,8 +2,9 @@
 //! PKI made at test time, a real upstream, and real clients (curl and a
 //! rustls client in the test).
 
+#[path = "../common/mod.rs"]
 mod common;
-mod proxy_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use proxy_support::*;
+use support::*;
 use serde_json::json;
 
 /// Bound to `strict` (Require, anchors and CRL from a Secret).
