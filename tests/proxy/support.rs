@@ -2,10 +2,12 @@
 //! (CAs, server and client certificates, CRLs), manifests for directory
 //! mode, a real upstream HTTP/1.1 server that echoes what it received, the
 //! `tlsward proxy` binary as a child process, a rustls client (HTTP/1.1 and
-//! h2 by ALPN) and curl.
+//! h2 by ALPN) and curl; and the standard world most feature modules start
+//! (several hosts under different policies, one upstream, good and bad
+//! client certificates).
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -1224,4 +1226,231 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     None
+}
+
+// ---------------------------------------------------------------------------
+// The standard world, shared by most feature modules
+// ---------------------------------------------------------------------------
+
+/// Bound to `strict` (Require, anchors and CRL from a Secret).
+pub const A: &str = "a.example.test";
+/// Bound to `optional` (Optional, inline anchors and CRL).
+pub const B: &str = "b.example.test";
+/// Also bound to `strict`.
+pub const C: &str = "c.example.test";
+/// Not bound to any policy.
+pub const OPEN: &str = "open.example.test";
+pub const OPEN2: &str = "open2.example.test";
+/// `allowlist`: only `*.allowed.clients.test` DNS SANs.
+pub const ALLOW: &str = "allow.example.test";
+/// `rfc`: RFC 9440 `Client-Cert`.
+pub const RFC: &str = "rfc.example.test";
+/// `nofwd`: nothing forwarded.
+pub const NONE: &str = "none.example.test";
+/// A wildcard host, unbound.
+pub const WILD: &str = "*.wild.example.test";
+
+/// 2030-01-01T00:00:00Z.
+pub const Y2030: f64 = 1_893_456_000.0;
+/// 2031-01-01T00:00:00Z.
+pub const Y2031: f64 = 1_924_992_000.0;
+
+pub const GOOD_URI: &str = "spiffe://example.test/ns/default/sa/good";
+pub const GOOD_DNS: &str = "good.allowed.clients.test";
+
+/// The standard world: several hosts under different policies, one
+/// upstream, and a set of good and bad client certificates.
+pub struct World {
+    pub proxy: Proxy,
+    pub upstream: Upstream,
+    pub server_ca: Ca,
+    pub client_ca: Ca,
+    pub server_ca_path: PathBuf,
+    pub good: Leaf,
+    pub other: Leaf,
+    pub expired: Leaf,
+    pub future: Leaf,
+    pub revoked: Leaf,
+    pub rogue: Leaf,
+    pub good_files: ClientFiles,
+    pub other_files: ClientFiles,
+    pub expired_files: ClientFiles,
+    pub future_files: ClientFiles,
+    pub revoked_files: ClientFiles,
+    pub rogue_files: ClientFiles,
+    _pki: tempfile::TempDir,
+    pub config: tempfile::TempDir,
+}
+
+impl World {
+    pub fn start(extra: &[&str]) -> World {
+        let server_ca = Ca::new("tlsward proxy test server CA");
+        let client_ca = Ca::new("tlsward proxy test client CA");
+        let rogue_ca = Ca::new("some other CA");
+        let server = server_ca.server(&["*.example.test", WILD], "wildcard", 2030);
+        let good = client_ca.client(ClientSpec::named("good-client").dns(GOOD_DNS).uri(GOOD_URI));
+        let other = client_ca.client(
+            ClientSpec::named("other-client")
+                .dns("other.denied.clients.test")
+                .uri("spiffe://example.test/ns/default/sa/other"),
+        );
+        let expired = client_ca.client(ClientSpec::named("expired-client").expired());
+        let future = client_ca.client(ClientSpec::named("future-client").not_yet_valid());
+        let revoked = client_ca.client(ClientSpec::named("revoked-client"));
+        let rogue = rogue_ca.client(ClientSpec::named("good-client").dns(GOOD_DNS));
+        let crl = client_ca.crl(&[&revoked], 1);
+
+        let pki = tempfile::tempdir().unwrap();
+        let server_ca_path = pki.path().join("server-ca.crt");
+        std::fs::write(&server_ca_path, server_ca.pem()).unwrap();
+        let good_files = good.write(pki.path(), "good");
+        let other_files = other.write(pki.path(), "other");
+        let expired_files = expired.write(pki.path(), "expired");
+        let future_files = future.write(pki.path(), "future");
+        let revoked_files = revoked.write(pki.path(), "revoked");
+        let rogue_files = rogue.write(pki.path(), "rogue");
+
+        let upstream = Upstream::start("echo");
+        let config = tempfile::tempdir().unwrap();
+        let dir = config.path();
+        let ca_pem = client_ca.pem();
+        write_json(
+            dir,
+            "secrets.json",
+            &[
+                tls_secret("wild-tls", &server.cert_pem, &server.key_pem),
+                opaque_secret("client-ca", &[("ca.crt", &ca_pem), ("ca.crl", &crl)]),
+            ],
+        );
+        let anchors = inline(&[&ca_pem]);
+        let crls = inline(&[&crl]);
+        write_yaml(
+            dir,
+            "policies.yaml",
+            &[
+                policy(
+                    "strict",
+                    json!({
+                        "mode": "Require",
+                        "trustAnchors": [{"secretRef": {"name": "client-ca"}}],
+                        "revocation": [{"secretRef": {"name": "client-ca", "key": "ca.crl"}}],
+                    }),
+                ),
+                policy(
+                    "optional",
+                    json!({"mode": "Optional", "trustAnchors": anchors, "revocation": crls}),
+                ),
+                policy(
+                    "allowlist",
+                    json!({
+                        "trustAnchors": anchors,
+                        "revocation": crls,
+                        "allowedClients": {"dnsNames": ["*.allowed.clients.test"]},
+                    }),
+                ),
+                policy(
+                    "rfc",
+                    json!({"trustAnchors": anchors, "forwardClientCert": "RFC9440"}),
+                ),
+                policy(
+                    "nofwd",
+                    json!({"trustAnchors": anchors, "forwardClientCert": "None"}),
+                ),
+            ],
+        );
+        let root: &[(&str, &str, &str)] = &[("Prefix", "/", "echo")];
+        let rule = |host| Rule { host, paths: root };
+        write_json(
+            dir,
+            "app.json",
+            &[
+                service("echo", &[upstream.addr]),
+                ingress("strict", Some("strict"), "wild-tls", &[rule(A), rule(C)]),
+                ingress("optional", Some("optional"), "wild-tls", &[rule(B)]),
+                ingress(
+                    "open",
+                    None,
+                    "wild-tls",
+                    &[rule(OPEN), rule(OPEN2), rule(WILD)],
+                ),
+                ingress("allow", Some("allowlist"), "wild-tls", &[rule(ALLOW)]),
+                ingress("rfc", Some("rfc"), "wild-tls", &[rule(RFC)]),
+                ingress("none", Some("nofwd"), "wild-tls", &[rule(NONE)]),
+            ],
+        );
+        let proxy = Proxy::start(dir, extra);
+        assert_eq!(
+            proxy.metric("tlsward_proxy_config_problems", &[]),
+            0.0,
+            "the standard world must load cleanly:\n{}",
+            proxy.log()
+        );
+        World {
+            proxy,
+            upstream,
+            server_ca,
+            client_ca,
+            server_ca_path,
+            good,
+            other,
+            expired,
+            future,
+            revoked,
+            rogue,
+            good_files,
+            other_files,
+            expired_files,
+            future_files,
+            revoked_files,
+            rogue_files,
+            _pki: pki,
+            config,
+        }
+    }
+
+    pub fn curl(
+        &self,
+        host: &str,
+        path: &str,
+        client: Option<&ClientFiles>,
+        extra: &[&str],
+    ) -> Curl {
+        curl_https(
+            self.proxy.https,
+            &self.server_ca_path,
+            host,
+            path,
+            client,
+            extra,
+        )
+    }
+
+    pub fn cfg(&self, client: Option<&Leaf>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+        client_config(&self.server_ca, client, &[alpn])
+    }
+
+    /// One GET over HTTP/1.1 on a fresh rustls connection.
+    pub async fn get(
+        &self,
+        host: &str,
+        path: &str,
+        client: Option<&Leaf>,
+    ) -> Result<Resp, BoxError> {
+        get_once(self.proxy.https, host, self.cfg(client, b"http/1.1"), path).await
+    }
+}
+
+pub fn xfcc_parts(v: &str) -> BTreeSet<String> {
+    v.split(';').map(str::to_string).collect()
+}
+
+pub fn expected_xfcc(leaf: &Leaf, cn: &str, uri: &str, dns: &str) -> BTreeSet<String> {
+    [
+        format!("Hash={}", leaf.sha256_hex()),
+        format!("Subject=\"CN={cn}\""),
+        format!("URI={uri}"),
+        format!("DNS={dns}"),
+    ]
+    .into_iter()
+    .collect()
 }

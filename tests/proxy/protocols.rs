@@ -1,0 +1,109 @@
+//! The protocols around a request: HTTP/1.1 or h2 chosen by ALPN, plain
+//! HTTP redirected to HTTPS with 308, and WebSocket upgrades tunnelled to
+//! the upstream (through a reload). Uses the real `tlsward proxy` binary in
+//! directory mode, rcgen certificates, the echo upstream, curl and the
+//! rustls client.
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_and_http11_are_chosen_by_alpn() {
+    let w = World::start(&[]);
+    let h2 = w.curl(A, "/", Some(&w.good_files), &["--http2"]);
+    assert_eq!((h2.exit, h2.status), (0, 200), "{h2:?}");
+    assert_eq!(h2.version, "2", "{h2:?}");
+    assert_eq!(echoed(&h2.json(), "x-forwarded-client-cert").len(), 1);
+    let h1 = w.curl(A, "/", Some(&w.good_files), &["--http1.1"]);
+    assert_eq!((h1.exit, h1.status), (0, 200), "{h1:?}");
+    assert_eq!(h1.version, "1.1", "{h1:?}");
+
+    let mut c2 = Conn::open(w.proxy.https, A, w.cfg(Some(&w.good), b"h2"))
+        .await
+        .unwrap();
+    assert_eq!(c2.alpn.as_deref(), Some(&b"h2"[..]));
+    for _ in 0..3 {
+        let r = c2.get(A, "/", &[]).await.unwrap();
+        assert_eq!((r.status, r.version), (200, hyper::Version::HTTP_2));
+    }
+    let mut c1 = Conn::open(w.proxy.https, A, w.cfg(Some(&w.good), b"http/1.1"))
+        .await
+        .unwrap();
+    assert_eq!(c1.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let r = c1.get(A, "/", &[]).await.unwrap();
+    assert_eq!((r.status, r.version), (200, hyper::Version::HTTP_11));
+    assert_eq!(
+        w.proxy
+            .wait_metric("tlsward_proxy_active_connections", &[], |v| v == 2.0),
+        2.0,
+        "one h2 and one HTTP/1.1 connection are open"
+    );
+    drop((c1, c2));
+    assert_eq!(
+        w.proxy
+            .wait_metric("tlsward_proxy_active_connections", &[], |v| v == 0.0),
+        0.0,
+        "closed connections are no longer counted"
+    );
+}
+
+#[test]
+fn plain_http_is_redirected_with_308() {
+    let w = World::start(&[]);
+    let resolve = format!("{A}:{}:127.0.0.1", w.proxy.http);
+    let r = curl(&[
+        "--resolve",
+        &resolve,
+        &format!("http://{A}:{}/some/path?q=1&r=two", w.proxy.http),
+    ]);
+    assert_eq!((r.exit, r.status), (0, 308), "{r:?}");
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some(format!("https://{A}:{}/some/path?q=1&r=two", w.proxy.https).as_str()),
+        "{r:?}"
+    );
+    // A POST is redirected the same way (308 keeps the method).
+    let r = curl(&[
+        "--resolve",
+        &resolve,
+        "-X",
+        "POST",
+        "-d",
+        "x=1",
+        &format!("http://{A}:{}/form", w.proxy.http),
+    ]);
+    assert_eq!(r.status, 308, "{r:?}");
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some(format!("https://{A}:{}/form", w.proxy.https).as_str())
+    );
+    assert_eq!(w.upstream.hits(), 0);
+}
+
+/// Upgrades (WebSockets) are tunnelled to the upstream, and a reload does
+/// not drop an established tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_is_tunnelled_and_survives_a_reload() {
+    let w = World::start(&[]);
+    let cfg = w.cfg(Some(&w.good), b"http/1.1");
+    let (status, tunnel) = websocket(w.proxy.https, A, cfg, "/ws").await.unwrap();
+    assert_eq!(status, 101, "the WebSocket handshake reaches the upstream");
+    let mut tunnel = tunnel.unwrap();
+    assert_eq!(
+        tunnel_echo(&mut tunnel, b"ping-1").await.unwrap(),
+        b"ping-1"
+    );
+    // Any change reloads: here a new Service.
+    let reloads = w
+        .proxy
+        .metric("tlsward_proxy_reloads_total", &[("result", "success")]);
+    write_json(w.config.path(), "extra.json", &[service("extra", &[])]);
+    w.proxy.wait_metric(
+        "tlsward_proxy_reloads_total",
+        &[("result", "success")],
+        |v| v > reloads,
+    );
+    assert_eq!(
+        tunnel_echo(&mut tunnel, b"ping-2").await.unwrap(),
+        b"ping-2"
+    );
+}
