@@ -30,11 +30,10 @@ pub type LogGuard = log_writer::Flusher;
 ///
 /// Lines go to a shared in-memory buffer that a background thread writes to
 /// stderr every [`log_writer::FLUSH_EVERY`]. A per-request line then costs
-/// a formatted copy, not a write syscall and a thread wake-up: with one
-/// line per review, unbuffered stderr more than doubled the webhook's CPU
-/// per request. When the buffer is full the caller writes it out itself,
-/// so lines wait but are never dropped (review and access logs are an
-/// audit trail).
+/// a formatted copy, not a write syscall and a thread wake-up, which cost
+/// more than the review itself under load (docs/benchmarks-history.md).
+/// When the buffer is full the caller writes it out itself, so lines wait
+/// but are never dropped (review and access logs are an audit trail).
 pub fn init_logging(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
