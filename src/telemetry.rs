@@ -31,7 +31,7 @@ pub type LogGuard = log_writer::Flusher;
 /// Lines go to a shared in-memory buffer that a background thread writes to
 /// stderr every [`log_writer::FLUSH_EVERY`]. A per-request line then costs
 /// a formatted copy, not a write syscall and a thread wake-up, which cost
-/// more than the review itself under load (docs/benchmarks-history.md).
+/// more than the review itself under load (docs/benchmarks.md).
 /// When the buffer is full the caller writes it out itself, so lines wait
 /// but are never dropped (review and access logs are an audit trail).
 pub fn init_logging(format: LogFormat, level: &str) -> LogGuard {
@@ -139,7 +139,7 @@ impl WebhookMetrics {
         let m = Self {
             reviews: Family::default(),
             duration: Family::new_with_constructor(|| {
-                // 5 µs .. ~2.6 s: admission is microseconds, the API server
+                // 5 µs .. ~1.3 s: admission is microseconds, the API server
                 // gives up at timeoutSeconds.
                 Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
                     5e-6, 4.0, 10,

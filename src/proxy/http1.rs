@@ -17,7 +17,7 @@
 //!
 //! Callers pass the stream boxed: moved by value, its TLS state would be
 //! laid out again in every future that holds it, and the connection's task
-//! would be much larger while idle (sizes in docs/benchmarks-history.md).
+//! would be much larger while idle (sizes in docs/benchmarks-proxy.md).
 
 use std::convert::Infallible;
 use std::future::Future;
