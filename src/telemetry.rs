@@ -30,11 +30,10 @@ pub type LogGuard = log_writer::Flusher;
 ///
 /// Lines go to a shared in-memory buffer that a background thread writes to
 /// stderr every [`log_writer::FLUSH_EVERY`]. A per-request line then costs
-/// a formatted copy, not a write syscall and a thread wake-up: with one
-/// line per review, unbuffered stderr more than doubled the webhook's CPU
-/// per request. When the buffer is full the caller writes it out itself,
-/// so lines wait but are never dropped (review and access logs are an
-/// audit trail).
+/// a formatted copy, not a write syscall and a thread wake-up, which cost
+/// more than the review itself under load (docs/benchmarks.md).
+/// When the buffer is full the caller writes it out itself, so lines wait
+/// but are never dropped (review and access logs are an audit trail).
 pub fn init_logging(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -140,7 +139,7 @@ impl WebhookMetrics {
         let m = Self {
             reviews: Family::default(),
             duration: Family::new_with_constructor(|| {
-                // 5 µs .. ~2.6 s: admission is microseconds, the API server
+                // 5 µs .. ~1.3 s: admission is microseconds, the API server
                 // gives up at timeoutSeconds.
                 Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
                     5e-6, 4.0, 10,

@@ -5,7 +5,7 @@
 //! Why not the `k8s_openapi` type everywhere: decoding a whole Ingress
 //! copies every string and builds maps nobody reads (`managedFields`, the
 //! `last-applied-configuration` annotation, backends). On the webhook's hot
-//! path that cost several times more than the policy itself. Decoded here,
+//! path that cost more than the policy itself. Decoded here,
 //! strings without JSON escapes are borrowed from the request body, and
 //! unread fields are skipped. The API server has already decoded the object
 //! against its schema before any webhook sees it, so skipping unread fields

@@ -1,7 +1,7 @@
 //! HTTP/1.1 connections that hold no HTTP buffers while idle.
 //!
-//! hyper keeps about 24 KiB of read and write buffers for as long as a
-//! connection lives, and an edge proxy holds thousands of idle keep-alive
+//! hyper keeps its read and write buffers for as long as a connection
+//! lives, and an edge proxy holds thousands of idle keep-alive
 //! connections. So, like nginx, a connection that has been idle for a
 //! moment ends its hyper session *without* closing the TLS stream, and a
 //! fresh session starts when the next request's first byte arrives. While
@@ -15,9 +15,9 @@
 //! stream back after the `101`, and the tunnel runs in the connection's own
 //! task, so it counts as the connection it is.
 //!
-//! Callers pass the stream boxed: moved by value, its TLS state (about
-//! 1 KiB) would be laid out again in every future that holds it, and the
-//! connection's task would be several times larger while idle.
+//! Callers pass the stream boxed: moved by value, its TLS state would be
+//! laid out again in every future that holds it, and the connection's task
+//! would be much larger while idle (sizes in docs/benchmarks-proxy.md).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -462,7 +462,7 @@ fn spawn_https_workers(
 /// its driver through an eventfd write whenever a new timer is due sooner
 /// than every timer it knows, even on the driver's own thread. Every h2
 /// request arms a response timeout, so an idle timer wheel cost a system
-/// call and an extra poll of the driver for about one request in five.
+/// call and an extra poll of the driver on a share of requests.
 /// With this, a request's timer is never the soonest.
 async fn timer_heartbeat() {
     let mut tick = tokio::time::interval(Duration::from_secs(1));

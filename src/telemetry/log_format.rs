@@ -1,11 +1,11 @@
 //! The two log line layouts, written by hand.
 //!
 //! They keep the layouts of tracing-subscriber's `Full` text format and of
-//! its flattened JSON format, but tracing-subscriber spends about 0.9 µs
-//! formatting a webhook review line as text and 1.8 µs as JSON: more than
-//! the policy decision the line reports. These take about 0.2 and 0.3 µs
-//! (`cargo bench --bench log_format`), because values that need no
-//! escaping are copied as they are and the date is formatted once a second.
+//! its flattened JSON format, but tracing-subscriber's formatters spend
+//! more on a webhook review line than the policy decision the line reports.
+//! These spend less (`cargo bench --bench log_format`; figures in
+//! docs/benchmarks.md), because values that need no escaping are copied as
+//! they are and the date is formatted once a second.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write};

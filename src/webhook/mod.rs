@@ -298,8 +298,8 @@ fn admission_router(app: Arc<App>) -> Router {
 }
 
 /// Reads a body of at most [`MAX_BODY_BYTES`] and answers it. The limit is
-/// applied here, not by a `DefaultBodyLimit` layer: a router layer cost five
-/// allocations and boxed-service clones on every review.
+/// applied here, not by a `DefaultBodyLimit` layer: a router layer
+/// allocates and clones boxed services on every review.
 async fn answer(app: Arc<App>, hook: Hook, body: Body) -> Response {
     match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => reply(&app, hook, &body),

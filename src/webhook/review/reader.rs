@@ -1,19 +1,15 @@
 //! A hand-written reader for the AdmissionReviews the API server sends.
 //!
 //! Why: under load, decoding a review with serde's derived visitors cost
-//! the webhook about three times what merely scanning the same body with
-//! serde costs (`benches/webhook_load.rs`, in place: a server that only
-//! scans each body kept 0.91–0.94 of the fixed-answer baseline's
-//! throughput, one that decoded it 0.74–0.82), which alone put the
-//! throughput target out of reach. This reader walks the body once with a
-//! little code and borrows every string it keeps.
+//! the webhook far more than merely scanning the same body, enough on its
+//! own to keep the throughput target out of reach (the measurements are in
+//! docs/benchmarks.md). This reader walks the body once with a little code
+//! and borrows every string it keeps.
 //!
-//! Where its own time goes (callgrind, instructions a kubectl-made 1.8 KB
-//! review): most of a review is short strings, so it first marks every
-//! quote, backslash and control byte of the body 16 bytes at a time, and
-//! each string's end is then a bit scan; values nothing reads are skipped
-//! by one loop, not by recursion. Together these took the reader from
-//! about 23,500 to 11,800 instructions a review.
+//! Most of a review is short strings, so it first marks every quote,
+//! backslash and control byte of the body 16 bytes at a time, and each
+//! string's end is then a bit scan rather than a fresh search; values
+//! nothing reads are skipped by one loop, not by recursion.
 //!
 //! It is deliberately narrow. It gives up ([`GiveUp`]) on anything a decoder
 //! could read in more than one way or that needs a careful error message:
