@@ -23,6 +23,31 @@ impl Labels for BTreeMap<String, String> {
     }
 }
 
+/// Why a label selector was refused. Phrased to follow the selector's own
+/// field path (`exemptions.namespaceSelector: ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectorError {
+    /// `In` or `NotIn` with an empty `values` list, which Kubernetes refuses.
+    #[error("matchExpressions[{index}]: operator {operator} needs at least one value")]
+    NoValues {
+        /// Position in `matchExpressions`.
+        index: usize,
+        /// `In` or `NotIn`.
+        operator: String,
+    },
+    /// An operator Kubernetes does not have.
+    #[error(
+        "matchExpressions[{index}].operator {operator:?} is not one of In, NotIn, Exists, DoesNotExist"
+    )]
+    UnknownOperator {
+        /// Position in `matchExpressions`.
+        index: usize,
+        /// The operator as written.
+        operator: String,
+    },
+}
+
 /// One compiled requirement of a selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Requirement {
@@ -42,37 +67,39 @@ pub struct Selector {
 
 impl Selector {
     /// Validates the operators once, so matching cannot fail later.
-    pub fn compile(sel: &LabelSelector) -> Result<Self, String> {
+    pub fn compile(sel: &LabelSelector) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         for (k, v) in sel.match_labels.iter().flatten() {
             requirements.push(Requirement::Equals(k.clone(), v.clone()));
         }
-        for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
+        for (index, e) in sel.match_expressions.iter().flatten().enumerate() {
             let values = e.values.clone().unwrap_or_default();
-            let needs_values = |op: &str| {
+            let needs_values = || {
                 if values.is_empty() {
-                    Err(format!(
-                        "matchExpressions[{i}]: operator {op} needs at least one value"
-                    ))
+                    Err(SelectorError::NoValues {
+                        index,
+                        operator: e.operator.clone(),
+                    })
                 } else {
                     Ok(())
                 }
             };
             let r = match e.operator.as_str() {
                 "In" => {
-                    needs_values("In")?;
+                    needs_values()?;
                     Requirement::In(e.key.clone(), values)
                 }
                 "NotIn" => {
-                    needs_values("NotIn")?;
+                    needs_values()?;
                     Requirement::NotIn(e.key.clone(), values)
                 }
                 "Exists" => Requirement::Exists(e.key.clone()),
                 "DoesNotExist" => Requirement::DoesNotExist(e.key.clone()),
                 other => {
-                    return Err(format!(
-                        "matchExpressions[{i}].operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
-                    ));
+                    return Err(SelectorError::UnknownOperator {
+                        index,
+                        operator: other.to_string(),
+                    });
                 }
             };
             requirements.push(r);
@@ -162,6 +189,10 @@ mod tests {
             ..Default::default()
         };
         let err = Selector::compile(&sel).unwrap_err();
-        assert!(err.contains("matchExpressions[0]"), "{err}");
+        assert!(
+            matches!(&err, SelectorError::NoValues { index: 0, operator } if operator == "In"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("matchExpressions[0]"), "{err}");
     }
 }

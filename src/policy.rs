@@ -165,26 +165,76 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// Why a policy file was refused.
+/// Why a policy file was refused. Every message starts with the file and
+/// names the field to change.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// The YAML did not parse or named an unknown field.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Parse {
         /// The file.
         path: String,
-        /// The parser's message, with line and column.
-        message: String,
+        /// The parser's error, with line and column. Boxed: it is large,
+        /// and every `Result` of this error would carry its size.
+        source: Box<serde_saphyr::Error>,
     },
-    /// The file parsed but says something impossible.
-    #[error("{path}: {field}: {message}")]
-    Invalid {
+    /// `apiVersion` is set to something else.
+    #[error("{path}: apiVersion: is {found:?}; set it to {POLICY_API_VERSION:?}")]
+    ApiVersion {
         /// The file.
         path: String,
-        /// The field path, such as `certManager.issuer.name`.
-        field: &'static str,
-        /// What is wrong and how to fix it.
-        message: String,
+        /// What the file says.
+        found: String,
+    },
+    /// `kind` is set to something else.
+    #[error("{path}: kind: is {found:?}; set it to {POLICY_KIND:?}")]
+    Kind {
+        /// The file.
+        path: String,
+        /// What the file says.
+        found: String,
+    },
+    /// `certManager.issuer.name` is empty.
+    #[error(
+        "{path}: certManager.issuer.name: is empty; name the (Cluster)Issuer certificates come from, or remove certManager.issuer to disable injection"
+    )]
+    EmptyIssuerName {
+        /// The file.
+        path: String,
+    },
+    /// `certManager.issuer.kind` is empty.
+    #[error(
+        "{path}: certManager.issuer.kind: is empty; use ClusterIssuer, Issuer or an external issuer's kind"
+    )]
+    EmptyIssuerKind {
+        /// The file.
+        path: String,
+    },
+    /// `certManager.issuer.group` is empty.
+    #[error(
+        "{path}: certManager.issuer.group: is empty; use {CERT_MANAGER_GROUP} or an external issuer's API group"
+    )]
+    EmptyIssuerGroup {
+        /// The file.
+        path: String,
+    },
+    /// `exemptions.namespaceSelector` selects nothing in particular, so it
+    /// would exempt every namespace.
+    #[error(
+        "{path}: exemptions.namespaceSelector: is empty, which matches every namespace and would switch the policy off: add matchLabels or matchExpressions, or remove it"
+    )]
+    EmptyNamespaceSelector {
+        /// The file.
+        path: String,
+    },
+    /// `exemptions.namespaceSelector` is not a valid label selector.
+    #[error("{path}: exemptions.namespaceSelector: {source}")]
+    NamespaceSelector {
+        /// The file.
+        path: String,
+        /// What is wrong with the selector.
+        source: crate::labels::SelectorError,
     },
     /// The file could not be read.
     #[error("{path}: {source}")]
@@ -204,7 +254,7 @@ impl IngressTlsPolicy {
         } else {
             serde_saphyr::from_str(text).map_err(|e| PolicyError::Parse {
                 path: path.to_string(),
-                message: e.to_string(),
+                source: Box::new(e),
             })?
         };
         policy.check(path)?;
@@ -222,58 +272,46 @@ impl IngressTlsPolicy {
     }
 
     fn check(&self, path: &str) -> Result<(), PolicyError> {
-        let invalid = |field, message: String| PolicyError::Invalid {
-            path: path.to_string(),
-            field,
-            message,
-        };
+        let path = || path.to_string();
         if let Some(v) = &self.api_version
             && v != POLICY_API_VERSION
         {
-            return Err(invalid(
-                "apiVersion",
-                format!("is {v:?}; set it to {POLICY_API_VERSION:?}"),
-            ));
+            return Err(PolicyError::ApiVersion {
+                path: path(),
+                found: v.clone(),
+            });
         }
         if let Some(k) = &self.kind
             && k != POLICY_KIND
         {
-            return Err(invalid(
-                "kind",
-                format!("is {k:?}; set it to {POLICY_KIND:?}"),
-            ));
+            return Err(PolicyError::Kind {
+                path: path(),
+                found: k.clone(),
+            });
         }
         if let Some(issuer) = &self.cert_manager.issuer {
             if issuer.name.trim().is_empty() {
-                return Err(invalid(
-                    "certManager.issuer.name",
-                    "is empty; name the (Cluster)Issuer certificates come from, or remove certManager.issuer to disable injection".into(),
-                ));
+                return Err(PolicyError::EmptyIssuerName { path: path() });
             }
             if issuer.kind.trim().is_empty() {
-                return Err(invalid(
-                    "certManager.issuer.kind",
-                    "is empty; use ClusterIssuer, Issuer or an external issuer's kind".into(),
-                ));
+                return Err(PolicyError::EmptyIssuerKind { path: path() });
             }
             if issuer.group.trim().is_empty() {
-                return Err(invalid(
-                    "certManager.issuer.group",
-                    format!("is empty; use {CERT_MANAGER_GROUP} or an external issuer's API group"),
-                ));
+                return Err(PolicyError::EmptyIssuerGroup { path: path() });
             }
         }
         if let Some(sel) = &self.exemptions.namespace_selector {
             if sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
                 && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty())
             {
-                return Err(invalid(
-                    "exemptions.namespaceSelector",
-                    "is empty, which matches every namespace and would switch the policy off: add matchLabels or matchExpressions, or remove it".into(),
-                ));
+                return Err(PolicyError::EmptyNamespaceSelector { path: path() });
             }
-            crate::labels::Selector::compile(sel)
-                .map_err(|m| invalid("exemptions.namespaceSelector", m))?;
+            crate::labels::Selector::compile(sel).map_err(|source| {
+                PolicyError::NamespaceSelector {
+                    path: path(),
+                    source,
+                }
+            })?;
         }
         Ok(())
     }
