@@ -230,11 +230,20 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+/// Why the CustomResourceDefinition could not be printed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrdError {
+    /// The YAML serializer refused the generated definition.
+    #[error("the ClientAuthPolicy CustomResourceDefinition does not serialize as YAML: {0}")]
+    Yaml(#[source] serde_saphyr::SerializeError),
+}
+
 /// The CustomResourceDefinition as YAML, as `tlsward crd` prints it and
 /// `crds/` stores it.
-pub fn crd_yaml() -> Result<String, String> {
+pub fn crd_yaml() -> Result<String, CrdError> {
     use kube::CustomResourceExt;
-    serde_saphyr::to_string(&ClientAuthPolicy::crd()).map_err(|e| e.to_string())
+    serde_saphyr::to_string(&ClientAuthPolicy::crd()).map_err(CrdError::Yaml)
 }
 
 impl ClientAuthPolicy {
