@@ -102,17 +102,80 @@ fn is_kind(doc: &Document, group: &str, kind: &str) -> bool {
             .map_or(group.is_empty(), |(g, _)| g == group)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(doc: &Document, what: &str) -> Result<T, ManifestError> {
-    serde_json::from_value(doc.value.clone()).map_err(|e| ManifestError::Parse {
+fn decode<T: serde::de::DeserializeOwned>(
+    doc: &Document,
+    what: &'static str,
+) -> Result<T, CheckError> {
+    serde_json::from_value(doc.value.clone()).map_err(|source| CheckError::Decode {
         path: doc.source.clone(),
         index: doc.index,
-        message: format!("not a valid {what}: {e}"),
+        what,
+        source,
     })
+}
+
+/// Why `check` could not give a verdict on its input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// A file could not be read or a document did not parse.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// An Ingress of an API version that current clusters no longer serve.
+    #[error(
+        "{path}: document {index}: apiVersion {api_version:?} Ingress is not served by Kubernetes 1.22 and later: convert it to networking.k8s.io/v1"
+    )]
+    RetiredIngressApi {
+        /// The file.
+        path: String,
+        /// 1-based document number.
+        index: usize,
+        /// The document's `apiVersion`.
+        api_version: String,
+    },
+    /// A document of a kind `check` reads does not decode as that kind.
+    #[error("{path}: document {index}: not a valid {what}: {source}")]
+    Decode {
+        /// The file.
+        path: String,
+        /// 1-based document number.
+        index: usize,
+        /// The kind it should be, such as `networking.k8s.io/v1 Ingress`.
+        what: &'static str,
+        /// The decoder's error, naming the field.
+        source: serde_json::Error,
+    },
+    /// The admission chain itself failed on an Ingress.
+    #[error("{path}: document {index}: {source}")]
+    Admit {
+        /// The file.
+        path: String,
+        /// 1-based document number.
+        index: usize,
+        /// What failed.
+        source: AdmitError,
+    },
+}
+
+/// Why [`admit`] could not replay the admission chain. Each is a tlsward
+/// bug, not a problem with the Ingress.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmitError {
+    /// The Ingress did not encode as JSON, so the patch had nothing to apply to.
+    #[error("internal: the Ingress does not encode as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The mutating webhook's own patch did not apply to the Ingress.
+    #[error("internal: mutation patch does not apply: {0}")]
+    Patch(#[source] json_patch::PatchError),
+    /// The patched object is no longer a valid Ingress.
+    #[error("internal: the mutated Ingress does not decode: {0}")]
+    Decode(#[source] serde_json::Error),
 }
 
 /// Evaluates every Ingress in `docs` against `policy`. ClientAuthPolicies and
 /// Namespaces in `docs` are what the policy knows of the cluster.
-pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, ManifestError> {
+pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, CheckError> {
     let mut policies: Vec<ClientAuthPolicy> = Vec::new();
     let mut namespace_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut ingresses: Vec<(&Document, Ingress)> = Vec::new();
@@ -120,12 +183,10 @@ pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, 
     for doc in docs {
         let (api_version, kind) = doc.type_meta();
         if kind == "Ingress" && api_version != "networking.k8s.io/v1" {
-            return Err(ManifestError::Parse {
+            return Err(CheckError::RetiredIngressApi {
                 path: doc.source.clone(),
                 index: doc.index,
-                message: format!(
-                    "apiVersion {api_version:?} Ingress is not served by Kubernetes 1.22 and later: convert it to networking.k8s.io/v1"
-                ),
+                api_version: api_version.to_string(),
             });
         }
         if is_kind(doc, "networking.k8s.io", "Ingress") {
@@ -171,10 +232,10 @@ pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, 
             namespace_labels: namespace_labels.get(&namespace),
         };
         let (mutation, verdict) =
-            admit(&ingress, &namespace, &ctx).map_err(|message| ManifestError::Parse {
+            admit(&ingress, &namespace, &ctx).map_err(|source| CheckError::Admit {
                 path: doc.source.clone(),
                 index: doc.index,
-                message,
+                source,
             })?;
         results.push(IngressResult {
             name: ingress.metadata.name.clone().unwrap_or_default(),
@@ -196,7 +257,7 @@ pub fn admit(
     ingress: &Ingress,
     namespace: &str,
     ctx: &Context,
-) -> Result<(Mutation, Verdict), String> {
+) -> Result<(Mutation, Verdict), AdmitError> {
     let review = Review {
         ingress: ingress.into(),
         old: None,
@@ -206,10 +267,9 @@ pub fn admit(
     if mutation.patch.0.is_empty() {
         return Ok((mutation, admission::validate(&review, ctx)));
     }
-    let mut doc = serde_json::to_value(ingress).map_err(|e| e.to_string())?;
-    json_patch::patch(&mut doc, &mutation.patch)
-        .map_err(|e| format!("internal: mutation patch does not apply: {e}"))?;
-    let mutated: Ingress = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+    let mut doc = serde_json::to_value(ingress).map_err(AdmitError::Encode)?;
+    json_patch::patch(&mut doc, &mutation.patch).map_err(AdmitError::Patch)?;
+    let mutated: Ingress = serde_json::from_value(doc).map_err(AdmitError::Decode)?;
     let verdict = admission::validate(
         &Review {
             ingress: (&mutated).into(),
@@ -244,7 +304,9 @@ pub fn run(
             return 2;
         }
     };
-    let report = crate::manifests::read_paths(paths).and_then(|docs| evaluate(&docs, &policy));
+    let report = crate::manifests::read_paths(paths)
+        .map_err(CheckError::from)
+        .and_then(|docs| evaluate(&docs, &policy));
     match report {
         Ok(r) => {
             match format {
