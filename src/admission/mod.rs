@@ -87,7 +87,46 @@ pub struct Verdict {
     pub warnings: Vec<String>,
     /// Why the policy did not apply, when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exempt: Option<String>,
+    pub exempt: Option<Exemption>,
+}
+
+/// Why the policy does not apply to an Ingress. Shown to people (`check`'s
+/// `PASS ns/name (exempt: ...)`, its JSON report) as the sentence
+/// [`Display`](std::fmt::Display) writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exemption {
+    /// The Ingress is being deleted: removing a finalizer must never be blocked.
+    BeingDeleted,
+    /// Its namespace is listed in `exemptions.namespaces`.
+    Namespace(String),
+    /// Its namespace's labels match `exemptions.namespaceSelector`.
+    NamespaceSelector(String),
+    /// Its class is listed in `exemptions.ingressClasses`.
+    IngressClass(String),
+    /// It carries `tlsward.io/exempt: "true"` and the policy honours that.
+    Annotation,
+}
+
+impl std::fmt::Display for Exemption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exemption::BeingDeleted => f.write_str("the Ingress is being deleted"),
+            Exemption::Namespace(ns) => write!(f, "namespace {ns:?} is exempt"),
+            Exemption::NamespaceSelector(ns) => {
+                write!(f, "namespace {ns:?} matches exemptions.namespaceSelector")
+            }
+            Exemption::IngressClass(class) => write!(f, "ingress class {class:?} is exempt"),
+            Exemption::Annotation => write!(f, "annotated {EXEMPT_ANNOTATION}=true"),
+        }
+    }
+}
+
+/// Reports carry the sentence, as they did when this was a string.
+impl Serialize for Exemption {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl Verdict {
@@ -157,31 +196,28 @@ fn tls_entries<'a, 'o>(ing: &'a IngressObject<'o>) -> &'a [Tls<'o>] {
 }
 
 /// Why the policy does not apply to this object, if it does not.
-fn exemption(review: &Review, ctx: &Context) -> Option<String> {
+fn exemption(review: &Review, ctx: &Context) -> Option<Exemption> {
     let ing = &review.ingress;
     if ing.metadata.deletion_timestamp {
         // Finalizer removal on a doomed object must never be blocked.
-        return Some("the Ingress is being deleted".into());
+        return Some(Exemption::BeingDeleted);
     }
     let ex = &ctx.policy.exemptions;
     if ex.namespaces.contains(review.namespace) {
-        return Some(format!("namespace {:?} is exempt", review.namespace));
+        return Some(Exemption::Namespace(review.namespace.to_string()));
     }
     if let (Some(sel), Some(labels)) = (ctx.namespace_exemption, ctx.namespace_labels)
         && sel.matches(labels)
     {
-        return Some(format!(
-            "namespace {:?} matches exemptions.namespaceSelector",
-            review.namespace
-        ));
+        return Some(Exemption::NamespaceSelector(review.namespace.to_string()));
     }
     if let Some(class) = class(ing)
         && ex.ingress_classes.contains(class)
     {
-        return Some(format!("ingress class {class:?} is exempt"));
+        return Some(Exemption::IngressClass(class.to_string()));
     }
     if ex.allow_exempt_annotation && annotation(ing, EXEMPT_ANNOTATION) == Some("true") {
-        return Some(format!("annotated {EXEMPT_ANNOTATION}=true"));
+        return Some(Exemption::Annotation);
     }
     None
 }

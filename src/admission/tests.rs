@@ -428,6 +428,64 @@ fn deleting_object_is_never_blocked() {
     assert!(World::new("").validate(&i).allowed);
 }
 
+/// `check` prints the reason (`PASS ns/name (exempt: ...)`) and its JSON
+/// report carries it as a string.
+#[test]
+fn exemption_reasons_name_what_exempts_the_ingress() {
+    let uncovered = ingress(&["a.example.com"], Value::Null);
+    let reason = |w: &World, i: &Ingress| {
+        let v = w.validate(i);
+        let json = serde_json::to_value(&v).unwrap()["exempt"].clone();
+        let text = v.exempt.map(|e| e.to_string());
+        assert_eq!(json.as_str(), text.as_deref(), "JSON and text agree");
+        text.unwrap_or_default()
+    };
+
+    let mut deleted = uncovered.clone();
+    deleted.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    assert_eq!(
+        reason(&World::new(""), &deleted),
+        "the Ingress is being deleted"
+    );
+    assert_eq!(
+        reason(
+            &World::new("exemptions: {namespaces: [team-a]}"),
+            &uncovered
+        ),
+        r#"namespace "team-a" is exempt"#
+    );
+    let mut by_label =
+        World::new("exemptions: {namespaceSelector: {matchLabels: {legacy: 'true'}}}");
+    by_label.ns_labels = Some(BTreeMap::from([("legacy".into(), "true".into())]));
+    assert_eq!(
+        reason(&by_label, &uncovered),
+        r#"namespace "team-a" matches exemptions.namespaceSelector"#
+    );
+    let mut classed = uncovered.clone();
+    classed.spec.as_mut().unwrap().ingress_class_name = Some("internal".into());
+    assert_eq!(
+        reason(
+            &World::new("exemptions: {ingressClasses: [internal]}"),
+            &classed
+        ),
+        r#"ingress class "internal" is exempt"#
+    );
+    let mut annotated = uncovered.clone();
+    annotated.metadata.annotations =
+        Some(BTreeMap::from([(EXEMPT_ANNOTATION.into(), "true".into())]));
+    assert_eq!(
+        reason(
+            &World::new("exemptions: {allowExemptAnnotation: true}"),
+            &annotated
+        ),
+        "annotated tlsward.io/exempt=true"
+    );
+    assert_eq!(reason(&World::new(""), &uncovered), "", "not exempt");
+}
+
 #[test]
 fn enforcement_modes() {
     let i = ingress(&["a.example.com"], Value::Null);
