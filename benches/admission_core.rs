@@ -37,7 +37,7 @@ use tlsward::admission::{self, Context, Review};
 use tlsward::clientauth::{ClientAuthPolicy, PolicyIndex};
 use tlsward::policy::IngressTlsPolicy;
 use tlsward::webhook::Snapshot;
-use tlsward::webhook::review::{Hook, decide};
+use tlsward::webhook::review::{Hook, ReviewVerdict, decide};
 
 /// The size of the large policy set.
 const MANY: usize = 10_000;
@@ -190,9 +190,9 @@ fn webhook_decision(c: &mut Criterion, policy: &IngressTlsPolicy) {
     for (name, hook, body, snap) in cases {
         let d = decide(hook, body, snap, None).expect("fixture is an AdmissionReview");
         let expected = if hook == Hook::Validate {
-            "allowed"
+            ReviewVerdict::Allowed
         } else {
-            "patched"
+            ReviewVerdict::Patched
         };
         assert_eq!(d.verdict, expected, "{name}: {:?}", d.response);
         g.bench_function(name, |b| {

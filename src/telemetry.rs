@@ -1,7 +1,5 @@
 //! Logs (tracing) and metrics (Prometheus/OpenMetrics text).
 
-use std::sync::OnceLock;
-
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -77,127 +75,6 @@ impl EncodeLabelValue for ReloadResult {
 pub struct ReloadLabels {
     /// Outcome.
     pub result: ReloadResult,
-}
-
-/// Labels of the review counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReviewLabels {
-    /// `validate` or `mutate`.
-    pub webhook: &'static str,
-    /// CREATE, UPDATE, DELETE, CONNECT, or `unknown` for unreadable bodies
-    /// and anything else, so a caller cannot mint label values.
-    pub operation: &'static str,
-    /// allowed, denied, warned, patched, exempt, invalid or bad_request.
-    pub verdict: &'static str,
-}
-
-/// Labels of the latency histogram.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HookLabels {
-    /// `validate` or `mutate`.
-    pub webhook: &'static str,
-}
-
-/// The webhook's metrics.
-pub struct WebhookMetrics {
-    /// Admission reviews answered.
-    pub reviews: Family<ReviewLabels, Counter>,
-    /// Time from body received to response built.
-    pub duration: Family<HookLabels, Histogram>,
-    /// Policy file reloads.
-    pub policy_reloads: Family<ReloadLabels, Counter>,
-    /// Serving certificate reloads.
-    pub certificate_reloads: Family<ReloadLabels, Counter>,
-    /// Handles to the series a review touches, found in the families once:
-    /// a family lookup hashes the labels with SipHash under a lock, on
-    /// every review. A handle shares its series with the family.
-    review_series: [OnceLock<Counter>; REVIEW_SERIES],
-    duration_series: [OnceLock<Histogram>; HOOKS.len()],
-}
-
-const HOOKS: [&str; 2] = ["validate", "mutate"];
-const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"];
-const VERDICTS: [&str; 7] = [
-    "allowed",
-    "denied",
-    "warned",
-    "patched",
-    "exempt",
-    "invalid",
-    "bad_request",
-];
-const REVIEW_SERIES: usize = HOOKS.len() * OPERATIONS.len() * VERDICTS.len();
-
-/// Where `value` is in `set`; label values are compared by content.
-fn position(set: &[&str], value: &str) -> Option<usize> {
-    set.iter().position(|v| *v == value)
-}
-
-impl WebhookMetrics {
-    /// Creates the metrics and registers them.
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self {
-            reviews: Family::default(),
-            duration: Family::new_with_constructor(|| {
-                // 5 µs .. ~1.3 s: admission is microseconds, the API server
-                // gives up at timeoutSeconds.
-                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                    5e-6, 4.0, 10,
-                ))
-            }),
-            policy_reloads: Family::default(),
-            certificate_reloads: Family::default(),
-            review_series: std::array::from_fn(|_| OnceLock::new()),
-            duration_series: std::array::from_fn(|_| OnceLock::new()),
-        };
-        registry.register(
-            "tlsward_webhook_reviews",
-            "Admission reviews answered, by webhook, operation and verdict",
-            m.reviews.clone(),
-        );
-        registry.register(
-            "tlsward_webhook_review_duration_seconds",
-            "Time to decide an admission review",
-            m.duration.clone(),
-        );
-        registry.register(
-            "tlsward_policy_reloads",
-            "Policy file reloads by result",
-            m.policy_reloads.clone(),
-        );
-        registry.register(
-            "tlsward_certificate_reloads",
-            "Serving certificate reloads by result",
-            m.certificate_reloads.clone(),
-        );
-        m
-    }
-
-    /// Counts a review in `tlsward_webhook_reviews`.
-    pub fn count_review(&self, labels: ReviewLabels) {
-        let slot = position(&HOOKS, labels.webhook)
-            .zip(position(&OPERATIONS, labels.operation))
-            .zip(position(&VERDICTS, labels.verdict))
-            .map(|((h, o), v)| (h * OPERATIONS.len() + o) * VERDICTS.len() + v);
-        match slot {
-            Some(i) => self.review_series[i]
-                .get_or_init(|| self.reviews.get_or_create(&labels).clone())
-                .inc(),
-            // A label value outside the sets above: counted, not cached.
-            None => self.reviews.get_or_create(&labels).inc(),
-        };
-    }
-
-    /// Records a review's duration in `tlsward_webhook_review_duration_seconds`.
-    pub fn observe_duration(&self, webhook: &'static str, seconds: f64) {
-        let labels = HookLabels { webhook };
-        match position(&HOOKS, webhook) {
-            Some(i) => self.duration_series[i]
-                .get_or_init(|| self.duration.get_or_create(&labels).clone())
-                .observe(seconds),
-            None => self.duration.get_or_create(&labels).observe(seconds),
-        }
-    }
 }
 
 /// Renders a registry in the OpenMetrics text format.
@@ -302,38 +179,6 @@ mod tests {
             to_prometheus_text(om),
             "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 2\n# HELP b Gauge.\n# TYPE b gauge\nb 1\n"
         );
-    }
-
-    #[test]
-    fn cached_review_series_are_the_families_series() {
-        let mut registry = Registry::default();
-        let m = WebhookMetrics::register(&mut registry);
-        let labels = |webhook, operation, verdict| ReviewLabels {
-            webhook,
-            operation,
-            verdict,
-        };
-        for _ in 0..3 {
-            m.count_review(labels("validate", "CREATE", "allowed"));
-        }
-        m.count_review(labels("mutate", "unknown", "bad_request"));
-        // Outside the cached sets: still counted.
-        m.count_review(labels("validate", "CREATE", "novel"));
-        m.observe_duration("validate", 0.001);
-        m.observe_duration("validate", 0.002);
-        m.observe_duration("other", 0.003);
-        let text = render(&registry);
-        for line in [
-            r#"tlsward_webhook_reviews_total{webhook="validate",operation="CREATE",verdict="allowed"} 3"#,
-            r#"tlsward_webhook_reviews_total{webhook="mutate",operation="unknown",verdict="bad_request"} 1"#,
-            r#"tlsward_webhook_reviews_total{webhook="validate",operation="CREATE",verdict="novel"} 1"#,
-            r#"tlsward_webhook_review_duration_seconds_count{webhook="validate"} 2"#,
-            r#"tlsward_webhook_review_duration_seconds_count{webhook="other"} 1"#,
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
-        // Nothing is exported for series never touched.
-        assert!(!text.contains("DELETE"), "{text}");
     }
 }
 

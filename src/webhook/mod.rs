@@ -1,6 +1,7 @@
 //! `tlsward webhook`: the HTTPS admission server. Decisions come from
 //! [`review::decide`]; this module only serves, reloads and reports.
 
+pub mod metrics;
 pub mod review;
 pub mod selfsigned;
 
@@ -29,9 +30,10 @@ use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
 use crate::labels::Selector;
 use crate::manifests;
 use crate::policy::IngressTlsPolicy;
-use crate::telemetry::{self, ReloadLabels, ReloadResult, ReviewLabels, WebhookMetrics};
+use crate::telemetry::{self, ReloadLabels, ReloadResult};
 use crate::tls::{self, SwappableCert};
-use review::{BadRequest, Hook};
+use metrics::{ReviewLabels, WebhookMetrics};
+use review::{Hook, Operation, ReviewVerdict};
 
 /// The API server sends at most 3 MiB objects; anything larger is not a
 /// review we should spend memory on.
@@ -245,13 +247,12 @@ fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
     };
     let result = review::decide(hook, body, &snapshot, Some(&lookup));
     let elapsed = started.elapsed();
-    app.metrics
-        .observe_duration(hook.label(), elapsed.as_secs_f64());
+    app.metrics.observe_duration(hook, elapsed.as_secs_f64());
     match result {
         Ok(d) => {
             app.metrics.count_review(ReviewLabels {
-                webhook: hook.label(),
-                operation: review::operation_label(&d.operation),
+                webhook: hook,
+                operation: Operation::of(&d.operation),
                 verdict: d.verdict,
             });
             info!(
@@ -259,7 +260,7 @@ fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
                 uid = %d.response.uid,
                 object = %d.object,
                 operation = %d.operation,
-                verdict = d.verdict,
+                verdict = d.verdict.label(),
                 dry_run = d.dry_run,
                 duration_us = elapsed.as_micros() as u64,
                 "review"
@@ -271,11 +272,11 @@ fn reply(app: &App, hook: Hook, body: &[u8]) -> Response {
             )
                 .into_response()
         }
-        Err(BadRequest(reason)) => {
+        Err(reason) => {
             app.metrics.count_review(ReviewLabels {
-                webhook: hook.label(),
-                operation: "unknown",
-                verdict: "bad_request",
+                webhook: hook,
+                operation: Operation::Unknown,
+                verdict: ReviewVerdict::BadRequest,
             });
             warn!(webhook = hook.label(), %reason, "bad request");
             (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()

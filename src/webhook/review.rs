@@ -17,7 +17,8 @@ use crate::policy::Enforcement;
 mod reader;
 
 /// Which endpoint was called.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Hook {
     /// `POST /validate`.
     Validate,
@@ -26,11 +27,112 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every endpoint, in the order of their discriminants.
+    pub const ALL: [Hook; 2] = [Hook::Validate, Hook::Mutate];
+
     /// The metrics/log label.
     pub fn label(self) -> &'static str {
         match self {
             Hook::Validate => "validate",
             Hook::Mutate => "mutate",
+        }
+    }
+}
+
+/// A request's operation, as the metrics count it: the four the API server
+/// sends, and [`Operation::Unknown`] for anything else, so a caller cannot
+/// mint label values.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `CREATE`.
+    Create,
+    /// `UPDATE`.
+    Update,
+    /// `DELETE`.
+    Delete,
+    /// `CONNECT`.
+    Connect,
+    /// Anything else, and bodies too broken to name one.
+    Unknown,
+}
+
+impl Operation {
+    /// Every operation, in the order of their discriminants.
+    pub const ALL: [Operation; 5] = [
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Connect,
+        Operation::Unknown,
+    ];
+
+    /// The operation named by `request.operation`.
+    pub fn of(operation: &str) -> Self {
+        match operation {
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            "DELETE" => Operation::Delete,
+            "CONNECT" => Operation::Connect,
+            _ => Operation::Unknown,
+        }
+    }
+
+    /// The metrics label: the API server's spelling, or `unknown`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+            Operation::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a review was answered: the `verdict` of the metrics and the log line.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReviewVerdict {
+    /// Allowed with nothing to say.
+    Allowed,
+    /// Refused by the policy (code 403).
+    Denied,
+    /// Allowed, with the violations as warnings (`enforcement: Warn`).
+    Warned,
+    /// The mutating webhook returned a patch.
+    Patched,
+    /// The policy does not apply to the object.
+    Exempt,
+    /// An AdmissionReview whose object is not a decodable Ingress (code 400,
+    /// in-band).
+    Invalid,
+    /// A body that is not an AdmissionReview at all (HTTP 400).
+    BadRequest,
+}
+
+impl ReviewVerdict {
+    /// Every verdict, in the order of their discriminants.
+    pub const ALL: [ReviewVerdict; 7] = [
+        ReviewVerdict::Allowed,
+        ReviewVerdict::Denied,
+        ReviewVerdict::Warned,
+        ReviewVerdict::Patched,
+        ReviewVerdict::Exempt,
+        ReviewVerdict::Invalid,
+        ReviewVerdict::BadRequest,
+    ];
+
+    /// The metrics/log label. The chart's alerts select on these values.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReviewVerdict::Allowed => "allowed",
+            ReviewVerdict::Denied => "denied",
+            ReviewVerdict::Warned => "warned",
+            ReviewVerdict::Patched => "patched",
+            ReviewVerdict::Exempt => "exempt",
+            ReviewVerdict::Invalid => "invalid",
+            ReviewVerdict::BadRequest => "bad_request",
         }
     }
 }
@@ -95,15 +197,15 @@ struct Parsed<'a> {
     namespace: Option<Cow<'a, str>>,
     operation: Cow<'a, str>,
     dry_run: bool,
-    /// `Err` carries the reason `request.object` is not an Ingress.
-    object: Result<Option<IngressObject<'a>>, String>,
+    /// `Err` carries why `request.object` does not decode.
+    object: Result<Option<IngressObject<'a>>, serde_json::Error>,
     old: Option<IngressObject<'a>>,
 }
 
 impl<'a, O> RequestIn<'a, O> {
     fn parsed(
         self,
-        object: Result<Option<IngressObject<'a>>, String>,
+        object: Result<Option<IngressObject<'a>>, serde_json::Error>,
         old: Option<IngressObject<'a>>,
     ) -> Parsed<'a> {
         Parsed {
@@ -155,26 +257,19 @@ fn parse_with_serde(text: &str) -> Option<Parsed<'_>> {
 
 fn parse_slowly(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(BadRequest(format!(
-            "request body is empty: expected an {API_VERSION} {KIND}"
-        )));
+        return Err(BadRequest::Empty);
     }
-    let review: ReviewIn<&RawValue> = serde_json::from_slice(body)
-        .map_err(|e| BadRequest(format!("request body is not an {API_VERSION} {KIND}: {e}")))?;
+    let review: ReviewIn<&RawValue> = serde_json::from_slice(body).map_err(BadRequest::Json)?;
     if review.api_version != API_VERSION || review.kind != KIND {
-        return Err(BadRequest(format!(
-            "got apiVersion {:?} kind {:?}, expected {API_VERSION} {KIND}: register the webhook with admissionReviewVersions: [v1]",
-            review.api_version, review.kind
-        )));
+        return Err(BadRequest::WrongType {
+            api_version: review.api_version.into_owned(),
+            kind: review.kind.into_owned(),
+        });
     }
-    let req = review
-        .request
-        .ok_or_else(|| BadRequest(format!("{KIND} has no request")))?;
+    let req = review.request.ok_or(BadRequest::NoRequest)?;
     let object = match req.object {
         None => Ok(None),
-        Some(raw) => decode_ingress(raw.get()).map(Some).map_err(|e| {
-            format!("request.object is not a decodable networking.k8s.io/v1 Ingress: {e}")
-        }),
+        Some(raw) => decode_ingress(raw.get()).map(Some),
     };
     // The old object only refines decisions; an undecodable one is ignored.
     let old = req
@@ -199,7 +294,52 @@ pub struct Status {
     /// Shown by kubectl after `denied the request:`.
     pub message: String,
     /// `Forbidden` or `BadRequest`.
-    pub reason: &'static str,
+    pub reason: StatusReason,
+}
+
+impl Status {
+    /// A refusal for `reason`, with the code that goes with it.
+    fn new(reason: StatusReason, message: String) -> Self {
+        Status {
+            code: reason.code(),
+            message,
+            reason,
+        }
+    }
+}
+
+/// The Kubernetes `StatusReason` of a refused review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatusReason {
+    /// The policy refuses the object (code 403).
+    Forbidden,
+    /// The object is not a decodable Ingress (code 400).
+    BadRequest,
+}
+
+impl StatusReason {
+    /// The reason as the API server's `metav1.StatusReason` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusReason::Forbidden => "Forbidden",
+            StatusReason::BadRequest => "BadRequest",
+        }
+    }
+
+    /// The HTTP-like code that goes with the reason.
+    pub fn code(self) -> u16 {
+        match self {
+            StatusReason::Forbidden => 403,
+            StatusReason::BadRequest => 400,
+        }
+    }
+}
+
+impl Serialize for StatusReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// The `response` of an AdmissionReview.
@@ -241,8 +381,8 @@ struct ReviewOut<'a> {
 pub struct Decision<'a> {
     /// The response to send.
     pub response: Response<'a>,
-    /// allowed, denied, warned, patched, exempt or invalid.
-    pub verdict: &'static str,
+    /// How the review was answered.
+    pub verdict: ReviewVerdict,
     /// The request's operation.
     pub operation: Cow<'a, str>,
     /// The object's namespace and name.
@@ -314,22 +454,51 @@ const PLAIN_ALLOW_HEAD: &str =
     r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
 const PLAIN_ALLOW_TAIL: &str = r#","allowed":true}}"#;
 
-/// The metrics label of an operation: the four the API server sends, or
-/// `unknown`.
-pub fn operation_label(operation: &str) -> &'static str {
-    match operation {
-        "CREATE" => "CREATE",
-        "UPDATE" => "UPDATE",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        _ => "unknown",
-    }
+/// A body that is not an AdmissionReview at all: answered with HTTP 400
+/// and this message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadRequest {
+    /// Nothing but whitespace was sent.
+    #[error("request body is empty: expected an {API_VERSION} {KIND}")]
+    Empty,
+    /// The body is not JSON of the AdmissionReview's shape.
+    #[error("request body is not an {API_VERSION} {KIND}: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A review of another version, such as `admission.k8s.io/v1beta1`.
+    #[error(
+        "got apiVersion {api_version:?} kind {kind:?}, expected {API_VERSION} {KIND}: register the webhook with admissionReviewVersions: [v1]"
+    )]
+    WrongType {
+        /// The body's `apiVersion`.
+        api_version: String,
+        /// The body's `kind`.
+        kind: String,
+    },
+    /// A review with no `request`.
+    #[error("{KIND} has no request")]
+    NoRequest,
 }
 
-/// A body that is not an AdmissionReview at all: answered with HTTP 400.
+/// Why a review's object cannot be decided on: answered in-band with
+/// `allowed: false`, code 400 and this message.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadRequest(pub String);
+enum Invalid {
+    /// The webhook was registered for a kind other than Ingress.
+    #[error(
+        "this webhook reviews networking.k8s.io/v1 Ingress, not {got}: fix the webhook configuration's rules"
+    )]
+    NotIngress {
+        /// `request.kind` as `group/version kind`.
+        got: String,
+    },
+    /// A CREATE or UPDATE without `request.object`.
+    #[error("request.object is missing")]
+    Missing,
+    /// `request.object` does not decode as an Ingress.
+    #[error("request.object is not a decodable networking.k8s.io/v1 Ingress: {0}")]
+    Undecodable(#[source] serde_json::Error),
+}
 
 fn response(uid: Cow<'_, str>) -> Response<'_> {
     Response {
@@ -359,7 +528,7 @@ pub fn decide<'b>(
     let req = parse(body)?;
     let mut d = Decision {
         response: response(req.uid),
-        verdict: "allowed",
+        verdict: ReviewVerdict::Allowed,
         operation: req.operation,
         object: ObjectName {
             namespace: req.namespace.clone().unwrap_or_default(),
@@ -370,14 +539,10 @@ pub fn decide<'b>(
     if matches!(d.operation.as_ref(), "DELETE" | "CONNECT") {
         return Ok(d);
     }
-    let invalid = |mut d: Decision<'b>, message: String| {
+    let invalid = |mut d: Decision<'b>, why: Invalid| {
         d.response.allowed = false;
-        d.response.status = Some(Status {
-            code: 400,
-            message,
-            reason: "BadRequest",
-        });
-        d.verdict = "invalid";
+        d.response.status = Some(Status::new(StatusReason::BadRequest, why.to_string()));
+        d.verdict = ReviewVerdict::Invalid;
         d
     };
     let gvk = &req.kind;
@@ -389,17 +554,12 @@ pub fn decide<'b>(
         } else {
             format!("{}/{} {}", gvk.group, gvk.version, gvk.kind)
         };
-        return Ok(invalid(
-            d,
-            format!(
-                "this webhook reviews networking.k8s.io/v1 Ingress, not {got}: fix the webhook configuration's rules"
-            ),
-        ));
+        return Ok(invalid(d, Invalid::NotIngress { got }));
     }
     let ingress = match req.object {
         Ok(Some(ingress)) => ingress,
-        Ok(None) => return Ok(invalid(d, "request.object is missing".into())),
-        Err(message) => return Ok(invalid(d, message)),
+        Ok(None) => return Ok(invalid(d, Invalid::Missing)),
+        Err(e) => return Ok(invalid(d, Invalid::Undecodable(e))),
     };
     let old = req.old;
     // Cheap: both are usually borrowed from the body.
@@ -420,21 +580,17 @@ pub fn decide<'b>(
         Hook::Validate => {
             let v = admission::validate(&review, ctx);
             d.verdict = if v.exempt.is_some() {
-                "exempt"
+                ReviewVerdict::Exempt
             } else if !v.allowed {
-                "denied"
+                ReviewVerdict::Denied
             } else if !v.violations.is_empty() {
-                "warned"
+                ReviewVerdict::Warned
             } else {
-                "allowed"
+                ReviewVerdict::Allowed
             };
             if !v.allowed {
                 d.response.allowed = false;
-                d.response.status = Some(Status {
-                    code: 403,
-                    message: v.message(),
-                    reason: "Forbidden",
-                });
+                d.response.status = Some(Status::new(StatusReason::Forbidden, v.message()));
             } else if ctx.policy.enforcement == Enforcement::DryRun && !v.violations.is_empty() {
                 d.response
                     .audit_annotations
@@ -448,7 +604,7 @@ pub fn decide<'b>(
                 let json = serde_json::to_vec(&m.patch).unwrap_or_default();
                 d.response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
                 d.response.patch_type = Some("JSONPatch");
-                d.verdict = "patched";
+                d.verdict = ReviewVerdict::Patched;
             }
             d.response.warnings = m.warnings;
         }
@@ -526,12 +682,12 @@ mod tests {
         let allowed = decide_validate(&body);
         assert_eq!(
             (allowed.verdict, allowed.response.allowed),
-            ("allowed", true)
+            (ReviewVerdict::Allowed, true)
         );
         assert_eq!(allowed.object.to_string(), "shop/web");
         let body = review_of(ingress("a.example.com", false), Value::Null, "CREATE");
         let denied = decide_validate(&body);
-        assert_eq!(denied.verdict, "denied");
+        assert_eq!(denied.verdict, ReviewVerdict::Denied);
         let message = denied.response.status.unwrap().message;
         assert!(message.contains("a.example.com"), "{message}");
     }
@@ -542,7 +698,7 @@ mod tests {
         old_api["apiVersion"] = json!("extensions/v1beta1");
         let body = review_of(old_api, Value::Null, "CREATE");
         let d = decide_validate(&body);
-        assert_eq!(d.verdict, "invalid");
+        assert_eq!(d.verdict, ReviewVerdict::Invalid);
         let status = d.response.status.unwrap();
         assert_eq!(status.code, 400);
         assert!(
@@ -562,7 +718,10 @@ mod tests {
             "UPDATE",
         );
         let d = decide_validate(&body);
-        assert_eq!((d.verdict, d.response.allowed), ("allowed", true));
+        assert_eq!(
+            (d.verdict, d.response.allowed),
+            (ReviewVerdict::Allowed, true)
+        );
     }
 
     #[test]
@@ -570,7 +729,7 @@ mod tests {
         for uid in ["705ab4f5-6393-11e8-b7cc-42010a800002", "q\"uote\\ \u{1} é"] {
             let mut d = Decision {
                 response: response(Cow::Borrowed(uid)),
-                verdict: "allowed",
+                verdict: ReviewVerdict::Allowed,
                 operation: Cow::Borrowed("CREATE"),
                 object: ObjectName {
                     namespace: Cow::Borrowed("ns"),
@@ -597,7 +756,31 @@ mod tests {
 
     #[test]
     fn unknown_operations_do_not_become_label_values() {
-        assert_eq!(operation_label("CREATE"), "CREATE");
-        assert_eq!(operation_label("DROP TABLE"), "unknown");
+        assert_eq!(Operation::of("CREATE").label(), "CREATE");
+        assert_eq!(Operation::of("DROP TABLE").label(), "unknown");
+    }
+
+    #[test]
+    fn refusals_carry_the_kubernetes_reason_and_code() {
+        let wire = |d: &Decision| {
+            let v: Value = serde_json::from_slice(&d.to_json()).unwrap();
+            v["response"]["status"].clone()
+        };
+        let body = review_of(ingress("a.example.com", false), Value::Null, "CREATE");
+        let denied = wire(&decide_validate(&body));
+        assert_eq!(
+            (&denied["reason"], &denied["code"]),
+            (&json!("Forbidden"), &json!(403))
+        );
+        let body = review_of(
+            json!({"spec": {"rules": "not-a-list"}}),
+            Value::Null,
+            "CREATE",
+        );
+        let invalid = wire(&decide_validate(&body));
+        assert_eq!(
+            (&invalid["reason"], &invalid["code"]),
+            (&json!("BadRequest"), &json!(400))
+        );
     }
 }
