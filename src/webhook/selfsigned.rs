@@ -121,12 +121,98 @@ pub fn plan(pki: &Pki, dns_names: &[String], now: i64) -> Plan {
     }
 }
 
-fn time(unix: i64) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::from_unix_timestamp(unix).map_err(|e| e.to_string())
+/// Why the webhook's certificate could not be made, stored or served. The
+/// served certificate stays as it was; the next pass tries again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelfSignedError {
+    /// A validity bound is outside the range a certificate can hold (a
+    /// clock far off).
+    #[error("certificate validity at Unix time {unix}: {source}")]
+    Validity {
+        /// The bound, in seconds since the epoch.
+        unix: i64,
+        /// Why `time` refused it.
+        source: time::error::ComponentRange,
+    },
+    /// rcgen could not make a key, read the stored CA, or sign.
+    #[error("generating the webhook certificate: {0}")]
+    Generate(#[source] rcgen::Error),
+    /// The webhook configurations could not be read.
+    #[error("reading webhook configurations {configs:?}: {source}")]
+    ReadConfigs {
+        /// The configurations' names.
+        configs: Vec<String>,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// No webhook in the configurations calls a Service, so there is no
+    /// name to certify.
+    #[error(
+        "no webhook in the configurations {configs:?} names a Service: set clientConfig.service"
+    )]
+    NoService {
+        /// The configurations' names.
+        configs: Vec<String>,
+    },
+    /// Reading or writing the Secret failed.
+    #[error("Secret {namespace}/{name}: {source}")]
+    Secret {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The stored Secret lacks some of its keys.
+    #[error(
+        "Secret {namespace}/{name} lacks keys {CA_CRT}, {CA_KEY}, {TLS_CRT} or {TLS_KEY}: delete it and the webhook recreates it"
+    )]
+    Incomplete {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+    },
+    /// Another replica won a create or update race with a Secret that lacks
+    /// some of its keys.
+    #[error(
+        "Secret {namespace}/{name}, written by another replica, lacks keys {CA_CRT}, {CA_KEY}, {TLS_CRT} or {TLS_KEY}: delete it and the webhook recreates it"
+    )]
+    TheirsIncomplete {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+    },
+    /// The caBundle could not be patched into the webhook configurations.
+    #[error("patching the caBundle of webhook configurations {configs:?}: {source}")]
+    Inject {
+        /// The configurations' names.
+        configs: Vec<String>,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The stored certificate and key do not make a pair rustls can serve.
+    #[error("Secret {namespace}/{name}: {source}")]
+    Serve {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// Why the pair was refused.
+        source: crate::tls::CertError,
+    },
 }
 
-fn ca_params(now: i64) -> Result<CertificateParams, String> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+fn time(unix: i64) -> Result<time::OffsetDateTime, SelfSignedError> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map_err(|source| SelfSignedError::Validity { unix, source })
+}
+
+fn ca_params(now: i64) -> Result<CertificateParams, SelfSignedError> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(SelfSignedError::Generate)?;
     p.distinguished_name
         .push(DnType::CommonName, format!("tlsward webhook CA {now}"));
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -142,10 +228,10 @@ fn leaf(
     ca_key: &str,
     dns_names: &[String],
     now: i64,
-) -> Result<(String, String), String> {
-    let key = KeyPair::from_pem(ca_key).map_err(|e| e.to_string())?;
-    let issuer = Issuer::from_ca_cert_pem(ca_crt, key).map_err(|e| e.to_string())?;
-    let mut p = CertificateParams::new(dns_names.to_vec()).map_err(|e| e.to_string())?;
+) -> Result<(String, String), SelfSignedError> {
+    let key = KeyPair::from_pem(ca_key).map_err(SelfSignedError::Generate)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_crt, key).map_err(SelfSignedError::Generate)?;
+    let mut p = CertificateParams::new(dns_names.to_vec()).map_err(SelfSignedError::Generate)?;
     p.distinguished_name.push(
         DnType::CommonName,
         dns_names.first().cloned().unwrap_or_default(),
@@ -153,8 +239,10 @@ fn leaf(
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     p.not_before = time(now - 3600)?;
     p.not_after = time(now + LEAF_LIFETIME_SECS)?;
-    let leaf_key = KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = p.signed_by(&leaf_key, &issuer).map_err(|e| e.to_string())?;
+    let leaf_key = KeyPair::generate().map_err(SelfSignedError::Generate)?;
+    let cert = p
+        .signed_by(&leaf_key, &issuer)
+        .map_err(SelfSignedError::Generate)?;
     Ok((cert.pem(), leaf_key.serialize_pem()))
 }
 
@@ -164,7 +252,7 @@ pub fn renew(
     plan: &Plan,
     dns_names: &[String],
     now: i64,
-) -> Result<Pki, String> {
+) -> Result<Pki, SelfSignedError> {
     match (previous, plan) {
         (Some(p), Plan::Keep) => Ok(p.clone()),
         (Some(p), Plan::RenewLeaf) => {
@@ -176,10 +264,10 @@ pub fn renew(
             })
         }
         _ => {
-            let key = KeyPair::generate().map_err(|e| e.to_string())?;
+            let key = KeyPair::generate().map_err(SelfSignedError::Generate)?;
             let ca_crt = ca_params(now)?
                 .self_signed(&key)
-                .map_err(|e| e.to_string())?
+                .map_err(SelfSignedError::Generate)?
                 .pem();
             let ca_key = key.serialize_pem();
             let (tls_crt, tls_key) = leaf(&ca_crt, &ca_key, dns_names, now)?;
@@ -316,12 +404,18 @@ async fn current(
     cfg: &SelfSigned,
     dns: &[String],
     now: i64,
-) -> Result<Pki, String> {
+) -> Result<Pki, SelfSignedError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &cfg.namespace);
-    let existing = secrets
-        .get_opt(&cfg.secret)
-        .await
-        .map_err(|e| e.to_string())?;
+    let api_error = |source| SelfSignedError::Secret {
+        namespace: cfg.namespace.clone(),
+        name: cfg.secret.clone(),
+        source,
+    };
+    let theirs_incomplete = || SelfSignedError::TheirsIncomplete {
+        namespace: cfg.namespace.clone(),
+        name: cfg.secret.clone(),
+    };
+    let existing = secrets.get_opt(&cfg.secret).await.map_err(api_error)?;
     match existing {
         None => {
             let pki = renew(None, &Plan::RenewCa, dns, now)?;
@@ -346,19 +440,18 @@ async fn current(
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     // Another replica created it first: use theirs.
-                    let theirs = secrets.get(&cfg.secret).await.map_err(|e| e.to_string())?;
-                    Pki::from_secret(&theirs)
-                        .ok_or_else(|| "the Secret another replica created is incomplete".into())
+                    let theirs = secrets.get(&cfg.secret).await.map_err(api_error)?;
+                    Pki::from_secret(&theirs).ok_or_else(theirs_incomplete)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(api_error(e)),
             }
         }
         Some(s) => {
             let Some(stored) = Pki::from_secret(&s) else {
-                return Err(format!(
-                    "Secret {}/{} lacks keys {CA_CRT}, {CA_KEY}, {TLS_CRT} or {TLS_KEY}: delete it and the webhook recreates it",
-                    cfg.namespace, cfg.secret
-                ));
+                return Err(SelfSignedError::Incomplete {
+                    namespace: cfg.namespace.clone(),
+                    name: cfg.secret.clone(),
+                });
             };
             let p = plan(&stored, dns, now);
             if p == Plan::Keep {
@@ -377,11 +470,10 @@ async fn current(
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     // Another replica rotated first (resourceVersion moved).
-                    let theirs = secrets.get(&cfg.secret).await.map_err(|e| e.to_string())?;
-                    Pki::from_secret(&theirs)
-                        .ok_or_else(|| "the rotated Secret is incomplete".into())
+                    let theirs = secrets.get(&cfg.secret).await.map_err(api_error)?;
+                    Pki::from_secret(&theirs).ok_or_else(theirs_incomplete)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(api_error(e)),
             }
         }
     }
@@ -453,20 +545,25 @@ pub async fn sync(
     served: &SwappableCert,
     state: &mut Rotation,
     now: i64,
-) -> Result<Pki, String> {
+) -> Result<Pki, SelfSignedError> {
     let dns = service_names(client, &cfg.configs)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| SelfSignedError::ReadConfigs {
+            configs: cfg.configs.clone(),
+            source,
+        })?;
     if dns.is_empty() {
-        return Err(format!(
-            "no webhook in the configurations {:?} names a Service: set clientConfig.service",
-            cfg.configs
-        ));
+        return Err(SelfSignedError::NoService {
+            configs: cfg.configs.clone(),
+        });
     }
     let pki = current(client, cfg, &dns, now).await?;
     inject(client, &cfg.configs, &pki.ca_bundle)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| SelfSignedError::Inject {
+            configs: cfg.configs.clone(),
+            source,
+        })?;
     let may_serve = match &state.served_ca {
         None => true,
         Some(ca) if *ca == pki.ca_crt => true,
@@ -477,10 +574,14 @@ pub async fn sync(
         let pair = crate::tls::certified_key_from_pem(
             pki.tls_crt.as_bytes(),
             pki.tls_key.as_bytes(),
-            "tls.crt",
-            "tls.key",
+            TLS_CRT,
+            TLS_KEY,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| SelfSignedError::Serve {
+            namespace: cfg.namespace.clone(),
+            name: cfg.secret.clone(),
+            source,
+        })?;
         served.store(pair);
         state.served_ca = Some(pki.ca_crt.clone());
     }
