@@ -158,7 +158,7 @@ fn serve(
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "{role} failed");
+            tracing::error!(error = %telemetry::error_chain(e.as_ref()), "{role} failed");
             ExitCode::FAILURE
         }
     }

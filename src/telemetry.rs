@@ -77,6 +77,24 @@ pub struct ReloadLabels {
     pub result: ReloadResult,
 }
 
+/// An error and its causes on one line, for a log field: what anyhow's
+/// `{:#}` writes, except that a cause is left out when the text so far
+/// already ends with it. tlsward's errors quote their cause in their own
+/// message and also return it from `source()`, so `{:#}` would say it twice.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// Renders a registry in the OpenMetrics text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = String::new();
@@ -171,6 +189,22 @@ pub fn admin_router(admin: std::sync::Arc<Admin>) -> axum::Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("p.yaml: {source}")]
+        struct Quoting {
+            source: std::io::Error,
+        }
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        // A cause the message already quotes is not repeated...
+        let e = anyhow::Error::new(Quoting { source: io() }).context("loading --policy");
+        assert_eq!(error_chain(e.as_ref()), "loading --policy: p.yaml: gone");
+        // ...one it does not quote is added, as `{:#}` adds it.
+        let e = anyhow::Error::new(io()).context("reading");
+        assert_eq!(error_chain(e.as_ref()), format!("{e:#}"));
+    }
 
     #[test]
     fn prometheus_text_names_counter_families_with_total() {

@@ -28,8 +28,8 @@ use tracing::{info, warn};
 use crate::admission::Context;
 use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
 use crate::labels::Selector;
-use crate::manifests;
-use crate::policy::IngressTlsPolicy;
+use crate::manifests::{self, ManifestError};
+use crate::policy::{IngressTlsPolicy, PolicyError};
 use crate::telemetry::{self, ReloadLabels, ReloadResult};
 use crate::tls::{self, SwappableCert};
 use metrics::{ReviewLabels, WebhookMetrics};
@@ -206,14 +206,36 @@ impl Cluster {
     }
 }
 
-fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<IngressTlsPolicy> {
+/// Why the policy file or the ClientAuthPolicy manifests could not be
+/// loaded. The previous ones stay in use.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    /// The policy file was refused.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A manifest could not be read or parsed.
+    #[error(transparent)]
+    Manifests(#[from] ManifestError),
+    /// A ClientAuthPolicy document does not decode as one.
+    #[error("{path}: document {index}: not a valid ClientAuthPolicy: {source}")]
+    ClientAuthPolicy {
+        /// The file.
+        path: String,
+        /// 1-based document number.
+        index: usize,
+        /// The decoder's error, naming the field.
+        source: serde_json::Error,
+    },
+}
+
+fn load_policy(path: Option<&PathBuf>) -> Result<IngressTlsPolicy, LoadError> {
     Ok(match path {
         Some(p) => IngressTlsPolicy::load(p)?,
         None => IngressTlsPolicy::default(),
     })
 }
 
-fn load_client_auth_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<ClientAuthPolicy>> {
+fn load_client_auth_policies(paths: &[PathBuf]) -> Result<Vec<ClientAuthPolicy>, LoadError> {
     if paths.is_empty() {
         return Ok(Vec::new());
     }
@@ -223,11 +245,12 @@ fn load_client_auth_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<ClientAuth
             continue;
         }
         let mut p: ClientAuthPolicy =
-            serde_json::from_value(doc.value.clone()).with_context(|| {
-                format!(
-                    "{}: document {}: not a valid ClientAuthPolicy",
-                    doc.source, doc.index
-                )
+            serde_json::from_value(doc.value.clone()).map_err(|source| {
+                LoadError::ClientAuthPolicy {
+                    path: doc.source.clone(),
+                    index: doc.index,
+                    source,
+                }
             })?;
         p.metadata
             .namespace
@@ -400,7 +423,7 @@ async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>)
                 }
                 Err(e) => {
                     count(&app.metrics.policy_reloads, ReloadResult::Failure);
-                    warn!(error = %format!("{e:#}"), "policy not reloaded; keeping the previous one");
+                    warn!(error = %e, "policy not reloaded; keeping the previous one");
                 }
             }
         }
@@ -538,7 +561,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
                         Ok(p) => app
                             .snapshot
                             .store(Arc::new(Snapshot::new(p, &c.policies()))),
-                        Err(e) => warn!(error = %format!("{e:#}"), "policy not loaded"),
+                        Err(e) => warn!(error = %e, "policy not loaded"),
                     }
                 }
                 app.admin.ready.store(true, Ordering::Release);
