@@ -15,6 +15,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Why a certificate/key pair was refused. The previous pair stays in use.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CertError {
     /// A file could not be read.
     #[error("{path}: {source}")]
@@ -28,12 +29,12 @@ pub enum CertError {
     #[error("{0}: no PEM CERTIFICATE block found")]
     NoCertificate(String),
     /// The key file holds no usable private key.
-    #[error("{path}: no usable PEM private key: {reason}")]
+    #[error("{path}: no usable PEM private key: {why}")]
     BadKey {
         /// The file.
         path: String,
-        /// What rustls said.
-        reason: String,
+        /// Why not.
+        why: KeyProblem,
     },
     /// The key is not the certificate's.
     #[error("{cert}: the private key in {key} does not match the certificate")]
@@ -43,6 +44,18 @@ pub enum CertError {
         /// Key file.
         key: String,
     },
+}
+
+/// Why a private key is unusable, in the words of the library that said so.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// No readable PEM private-key block.
+    #[error("{0}")]
+    Pem(rustls_pki_types::pem::Error),
+    /// rustls cannot sign with it.
+    #[error("{0}")]
+    Rustls(rustls::Error),
 }
 
 /// Why a client verifier could not be built from a policy's bundle.
@@ -78,7 +91,7 @@ pub fn certified_key_from_pem(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::BadKey {
         path: key_label.to_string(),
-        reason: e.to_string(),
+        why: KeyProblem::Pem(e),
     })?;
     let ck = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => CertError::KeyMismatch {
@@ -87,7 +100,7 @@ pub fn certified_key_from_pem(
         },
         other => CertError::BadKey {
             path: key_label.to_string(),
-            reason: other.to_string(),
+            why: KeyProblem::Rustls(other),
         },
     })?;
     Ok(ck)
