@@ -7,6 +7,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
+use crate::clientauth::FailureReason;
+use crate::tls::HandshakeFailure;
+
 pub mod log_format;
 pub mod log_writer;
 
@@ -216,18 +219,66 @@ mod tests {
     }
 }
 
+/// `result` label of the reconcile counter.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReconcileResult {
+    /// `success`: the policy is Ready.
+    Success,
+    /// `failure`: the policy is not Ready, or the API server failed a
+    /// request.
+    Failure,
+}
+
+impl EncodeLabelValue for ReconcileResult {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Failure => "failure",
+        })
+    }
+}
+
 /// Labels of the reconcile counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
-    /// `success` or `failure`.
-    pub result: &'static str,
+    /// Outcome.
+    pub result: ReconcileResult,
+}
+
+/// `reason` label of the reconcile failure counter.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReconcileFailure {
+    /// The policy is not Ready: the Ready condition's reason, as
+    /// [`FailureReason::as_str`] spells it.
+    NotReady(FailureReason),
+    /// `ApiError`: the API server refused or failed a request.
+    ApiError,
+}
+
+impl EncodeLabelValue for ReconcileFailure {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            ReconcileFailure::NotReady(reason) => reason.as_str(),
+            ReconcileFailure::ApiError => "ApiError",
+        })
+    }
 }
 
 /// Labels of the failure counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// The Ready condition's reason, or `ApiError`.
-    pub reason: String,
+    /// Why the reconcile failed.
+    pub reason: ReconcileFailure,
 }
 
 /// Labels of the trust-anchor expiry gauge.
@@ -288,14 +339,29 @@ impl OperatorMetrics {
     }
 }
 
-/// Labels of the handshake counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HandshakeLabels {
-    /// `success` or `failure`.
-    pub result: &'static str,
-    /// Empty on success; unknown_ca, expired, revoked, not_allowed,
-    /// no_certificate, unknown_sni, ... on failure.
-    pub reason: &'static str,
+/// Labels of the handshake counter: `result` and `reason`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum HandshakeLabels {
+    /// `result="success"`, with an empty `reason`.
+    Success,
+    /// `result="failure"`, with the reason as [`HandshakeFailure::as_str`]
+    /// spells it.
+    Failure(HandshakeFailure),
+}
+
+impl EncodeLabelSet for HandshakeLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        let (result, reason) = match self {
+            HandshakeLabels::Success => ("success", ""),
+            HandshakeLabels::Failure(why) => ("failure", why.as_str()),
+        };
+        ("result", result).encode(encoder.encode_label())?;
+        ("reason", reason).encode(encoder.encode_label())
+    }
 }
 
 /// Labels of the request counter.
@@ -384,5 +450,53 @@ impl ProxyMetrics {
             m.certificate_expiry.clone(),
         );
         m
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    /// The proxy's and the operator's label values, as scrapes (and the
+    /// chart's alert rules) see them.
+    #[test]
+    fn proxy_and_operator_reasons_render_as_documented() {
+        let mut registry = Registry::default();
+        let proxy = ProxyMetrics::register(&mut registry);
+        let operator = OperatorMetrics::register(&mut registry);
+        proxy
+            .handshakes
+            .get_or_create(&HandshakeLabels::Success)
+            .inc();
+        proxy
+            .handshakes
+            .get_or_create(&HandshakeLabels::Failure(HandshakeFailure::UnknownCa))
+            .inc();
+        for result in [ReconcileResult::Success, ReconcileResult::Failure] {
+            operator
+                .reconciles
+                .get_or_create(&ResultLabels { result })
+                .inc();
+        }
+        for reason in [
+            ReconcileFailure::NotReady(FailureReason::InvalidCrl),
+            ReconcileFailure::ApiError,
+        ] {
+            operator
+                .failures
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+        }
+        let text = render(&registry);
+        for line in [
+            r#"tlsward_proxy_tls_handshakes_total{result="success",reason=""} 1"#,
+            r#"tlsward_proxy_tls_handshakes_total{result="failure",reason="unknown_ca"} 1"#,
+            r#"tlsward_operator_reconciles_total{result="success"} 1"#,
+            r#"tlsward_operator_reconciles_total{result="failure"} 1"#,
+            r#"tlsward_operator_reconcile_failures_total{reason="InvalidCRL"} 1"#,
+            r#"tlsward_operator_reconcile_failures_total{reason="ApiError"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

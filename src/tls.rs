@@ -15,6 +15,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Why a certificate/key pair was refused. The previous pair stays in use.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CertError {
     /// A file could not be read.
     #[error("{path}: {source}")]
@@ -28,12 +29,12 @@ pub enum CertError {
     #[error("{0}: no PEM CERTIFICATE block found")]
     NoCertificate(String),
     /// The key file holds no usable private key.
-    #[error("{path}: no usable PEM private key: {reason}")]
+    #[error("{path}: no usable PEM private key: {why}")]
     BadKey {
         /// The file.
         path: String,
-        /// What rustls said.
-        reason: String,
+        /// Why not.
+        why: KeyProblem,
     },
     /// The key is not the certificate's.
     #[error("{cert}: the private key in {key} does not match the certificate")]
@@ -43,6 +44,30 @@ pub enum CertError {
         /// Key file.
         key: String,
     },
+}
+
+/// Why a private key is unusable, in the words of the library that said so.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// No readable PEM private-key block.
+    #[error("{0}")]
+    Pem(rustls_pki_types::pem::Error),
+    /// rustls cannot sign with it.
+    #[error("{0}")]
+    Rustls(rustls::Error),
+}
+
+/// Why a client verifier could not be built from a policy's bundle.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifierError {
+    /// rustls refused a trust anchor the bundle builder accepted.
+    #[error("trust anchor refused by the TLS stack: {0}")]
+    AnchorRefused(rustls::Error),
+    /// rustls could not build the verifier (for one, a CRL it cannot use).
+    #[error("{0}")]
+    Build(rustls::server::VerifierBuilderError),
 }
 
 /// The process-wide crypto provider: aws-lc-rs, so exactly one is compiled in.
@@ -66,7 +91,7 @@ pub fn certified_key_from_pem(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::BadKey {
         path: key_label.to_string(),
-        reason: e.to_string(),
+        why: KeyProblem::Pem(e),
     })?;
     let ck = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => CertError::KeyMismatch {
@@ -75,7 +100,7 @@ pub fn certified_key_from_pem(
         },
         other => CertError::BadKey {
             path: key_label.to_string(),
-            reason: other.to_string(),
+            why: KeyProblem::Rustls(other),
         },
     })?;
     Ok(ck)
@@ -233,13 +258,13 @@ pub fn client_verifier(
     crl_pem: Option<&str>,
     required: bool,
     verify_depth: u8,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, VerifierError> {
     use rustls_pki_types::CertificateRevocationListDer;
     let mut roots = rustls::RootCertStore::empty();
     for der in anchors {
         roots
             .add(CertificateDer::from(der.clone()))
-            .map_err(|e| format!("trust anchor refused by the TLS stack: {e}"))?;
+            .map_err(VerifierError::AnchorRefused)?;
     }
     let crls: Vec<CertificateRevocationListDer<'static>> = crl_pem
         .map(|p| {
@@ -255,7 +280,7 @@ pub fn client_verifier(
     if !required {
         builder = builder.allow_unauthenticated();
     }
-    let inner = builder.build().map_err(|e| e.to_string())?;
+    let inner = builder.build().map_err(VerifierError::Build)?;
     Ok(Arc::new(DepthLimited {
         inner,
         max_intermediates: usize::from(verify_depth.max(1)) - 1,
@@ -280,27 +305,93 @@ pub fn host_server_config(
     Ok(Arc::new(cfg))
 }
 
-/// The metrics reason for a failed handshake.
-pub fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
-    use rustls::CertificateError as C;
-    match err
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    {
-        Some(rustls::Error::NoCertificatesPresented) => "no_certificate",
-        Some(rustls::Error::InvalidCertificate(c)) => match c {
-            C::UnknownIssuer | C::BadSignature | C::UnhandledCriticalExtension => "unknown_ca",
-            C::Expired | C::ExpiredContext { .. } => "expired",
-            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
-            C::Revoked => "revoked",
-            C::ApplicationVerificationFailure => "chain_too_long",
-            _ => "bad_certificate",
-        },
-        Some(rustls::Error::PeerIncompatible(_)) | Some(rustls::Error::NoApplicationProtocol) => {
-            "incompatible"
+/// Why a connection did not complete its handshake, or was refused right
+/// after it. [`HandshakeFailure::as_str`] is the one place that names it:
+/// the `reason` label of `tlsward_proxy_tls_handshakes` and the handshake
+/// log line both use it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// `no_certificate`: the host requires a client certificate and none
+    /// was sent.
+    NoCertificate,
+    /// `unknown_ca`: the client certificate does not chain to a trust
+    /// anchor (or its signature or a critical extension is bad).
+    UnknownCa,
+    /// `expired`: a certificate in the chain is past its notAfter.
+    Expired,
+    /// `not_yet_valid`: a certificate in the chain is before its notBefore.
+    NotYetValid,
+    /// `revoked`: a CRL lists the client certificate.
+    Revoked,
+    /// `chain_too_long`: the chain is deeper than the policy's verifyDepth.
+    ChainTooLong,
+    /// `bad_certificate`: any other certificate the verifier refused.
+    BadCertificate,
+    /// `incompatible`: no common protocol version, cipher suite or ALPN.
+    Incompatible,
+    /// `protocol_error`: not TLS, or a TLS message out of place.
+    ProtocolError,
+    /// `io_error`: the connection failed under the handshake.
+    IoError,
+    /// `timeout`: the handshake did not finish within the timeout.
+    Timeout,
+    /// `unknown_sni`: no served host matches the SNI (or none was sent).
+    UnknownSni,
+    /// `not_allowed`: the certificate verified, but the policy's
+    /// allow-list does not name it.
+    NotAllowed,
+}
+
+impl HandshakeFailure {
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::NoCertificate => "no_certificate",
+            HandshakeFailure::UnknownCa => "unknown_ca",
+            HandshakeFailure::Expired => "expired",
+            HandshakeFailure::NotYetValid => "not_yet_valid",
+            HandshakeFailure::Revoked => "revoked",
+            HandshakeFailure::ChainTooLong => "chain_too_long",
+            HandshakeFailure::BadCertificate => "bad_certificate",
+            HandshakeFailure::Incompatible => "incompatible",
+            HandshakeFailure::ProtocolError => "protocol_error",
+            HandshakeFailure::IoError => "io_error",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::UnknownSni => "unknown_sni",
+            HandshakeFailure::NotAllowed => "not_allowed",
         }
-        Some(_) => "protocol_error",
-        None => "io_error",
+    }
+
+    /// Why rustls (or the connection under it) ended a handshake.
+    pub fn of(err: &std::io::Error) -> Self {
+        use rustls::CertificateError as C;
+        match err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::NoCertificatesPresented) => HandshakeFailure::NoCertificate,
+            Some(rustls::Error::InvalidCertificate(c)) => match c {
+                C::UnknownIssuer | C::BadSignature | C::UnhandledCriticalExtension => {
+                    HandshakeFailure::UnknownCa
+                }
+                C::Expired | C::ExpiredContext { .. } => HandshakeFailure::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => HandshakeFailure::NotYetValid,
+                C::Revoked => HandshakeFailure::Revoked,
+                C::ApplicationVerificationFailure => HandshakeFailure::ChainTooLong,
+                _ => HandshakeFailure::BadCertificate,
+            },
+            Some(rustls::Error::PeerIncompatible(_))
+            | Some(rustls::Error::NoApplicationProtocol) => HandshakeFailure::Incompatible,
+            Some(_) => HandshakeFailure::ProtocolError,
+            None => HandshakeFailure::IoError,
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -366,5 +457,41 @@ mod tests {
                 .verify_client_cert(&via_mid, &[mid.der().clone()], now)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn handshake_failures_carry_the_documented_reason_labels() {
+        use rustls::CertificateError as C;
+        let of = |e: rustls::Error| {
+            HandshakeFailure::of(&std::io::Error::new(std::io::ErrorKind::InvalidData, e)).as_str()
+        };
+        let cert = |c: C| of(rustls::Error::InvalidCertificate(c));
+        assert_eq!(of(rustls::Error::NoCertificatesPresented), "no_certificate");
+        assert_eq!(cert(C::UnknownIssuer), "unknown_ca");
+        assert_eq!(cert(C::BadSignature), "unknown_ca");
+        assert_eq!(cert(C::UnhandledCriticalExtension), "unknown_ca");
+        assert_eq!(cert(C::Expired), "expired");
+        assert_eq!(cert(C::NotValidYet), "not_yet_valid");
+        assert_eq!(cert(C::Revoked), "revoked");
+        assert_eq!(cert(C::ApplicationVerificationFailure), "chain_too_long");
+        assert_eq!(cert(C::BadEncoding), "bad_certificate");
+        assert_eq!(of(rustls::Error::NoApplicationProtocol), "incompatible");
+        assert_eq!(
+            of(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::NoCipherSuitesInCommon
+            )),
+            "incompatible"
+        );
+        assert_eq!(
+            of(rustls::Error::DecryptError),
+            "protocol_error",
+            "any other TLS error"
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(HandshakeFailure::of(&reset).as_str(), "io_error");
+        // Reasons the proxy decides itself, not rustls.
+        assert_eq!(HandshakeFailure::Timeout.as_str(), "timeout");
+        assert_eq!(HandshakeFailure::UnknownSni.as_str(), "unknown_sni");
+        assert_eq!(HandshakeFailure::NotAllowed.as_str(), "not_allowed");
     }
 }

@@ -28,14 +28,16 @@
 //! bundle in place, so a bad edit never empties a live trust store.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat};
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use sha2::{Digest, Sha256};
+
+use super::FailureReason;
 use x509_parser::certificate::X509Certificate;
+use x509_parser::error::X509Error;
 use x509_parser::{parse_x509_certificate, parse_x509_crl};
 
 /// One PEM input and a human name for it, e.g.
@@ -140,65 +142,232 @@ impl Bundle {
 }
 
 /// Why no bundle could be built. Each variant names the input to fix.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BundleError {
-    /// An anchor source is not a set of certificates: bad PEM or base64, bad
-    /// DER, no `CERTIFICATE` block, or a block of another kind (such as a
-    /// private key).
+    /// An anchor source is not a set of CA certificates: bad PEM or base64,
+    /// bad DER, no `CERTIFICATE` block, or a block of another kind (such as
+    /// a private key).
+    #[error("{input}: {problem}")]
     InvalidCertificate {
         /// The input at fault.
-        source: String,
+        input: String,
         /// What is wrong with it.
-        reason: String,
+        problem: CertificateProblem,
     },
-    /// Every certificate was dropped (leaf or expired), or none was given.
+    /// Every certificate was dropped, as leaf or expired.
+    #[error("no valid trust anchors{}", listed(dropped))]
     NoValidAnchors {
-        /// Why each certificate was dropped, `<source>: <message>`.
-        reasons: Vec<String>,
+        /// The notes that dropped them, each naming its input.
+        dropped: Vec<Note>,
     },
+    /// The policy lists no trust-anchor source at all.
+    #[error("no valid trust anchors: no trust anchors given")]
+    NoAnchorsGiven,
     /// A revocation source is not a usable CRL: unparsable, or not signed by
     /// any kept trust anchor.
+    #[error("{input}: {problem}")]
     InvalidCrl {
         /// The input at fault.
-        source: String,
+        input: String,
         /// What is wrong with it.
-        reason: String,
+        problem: CrlProblem,
     },
+}
+
+/// `: <source>: <message>; ...` for each note, or nothing when there is none.
+fn listed(notes: &[Note]) -> String {
+    let mut out = String::new();
+    for (i, n) in notes.iter().enumerate() {
+        out.push_str(if i == 0 { ": " } else { "; " });
+        out.push_str(&n.source);
+        out.push_str(": ");
+        out.push_str(&n.message);
+    }
+    out
 }
 
 impl BundleError {
-    /// The Kubernetes condition reason for `Ready=False`: `InvalidCertificate`,
-    /// `NoValidAnchors`, or `InvalidCRL` (its own reason, so a user knows the
-    /// fault is under `revocation`, not `trustAnchors`).
-    pub fn reason(&self) -> &'static str {
+    /// The Ready condition's reason: `InvalidCRL` has its own, so a user
+    /// knows the fault is under `revocation`, not `trustAnchors`.
+    pub fn reason(&self) -> FailureReason {
         match self {
-            BundleError::InvalidCertificate { .. } => "InvalidCertificate",
-            BundleError::NoValidAnchors { .. } => "NoValidAnchors",
-            BundleError::InvalidCrl { .. } => "InvalidCRL",
+            BundleError::InvalidCertificate { .. } => FailureReason::InvalidCertificate,
+            BundleError::NoValidAnchors { .. } | BundleError::NoAnchorsGiven => {
+                FailureReason::NoValidAnchors
+            }
+            BundleError::InvalidCrl { .. } => FailureReason::InvalidCrl,
         }
     }
 }
 
-// Written by hand rather than with thiserror: thiserror takes a field named
-// `source` for the error's cause and requires it to be an `Error`.
-impl fmt::Display for BundleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BundleError::InvalidCertificate { source, reason } => {
-                write!(f, "{source}: {reason}")
-            }
-            BundleError::NoValidAnchors { reasons } if reasons.is_empty() => {
-                f.write_str("no valid trust anchors")
-            }
-            BundleError::NoValidAnchors { reasons } => {
-                write!(f, "no valid trust anchors: {}", reasons.join("; "))
-            }
-            BundleError::InvalidCrl { source, reason } => write!(f, "{source}: {reason}"),
-        }
-    }
+/// What is wrong with a source's PEM text, whichever kind it should hold.
+/// Blocks of another kind are refused rather than skipped: a key pasted
+/// into a trust source is a leak to report, not noise to ignore.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PemProblem {
+    /// A private-key block, of any label.
+    #[error(
+        "line {line}: a \"-----BEGIN {label}-----\" block; remove it: a trust bundle never holds private keys"
+    )]
+    PrivateKey {
+        /// The BEGIN line's number, from 1.
+        line: usize,
+        /// The block's label, e.g. `RSA PRIVATE KEY`.
+        label: String,
+    },
+    /// A block other than `CERTIFICATE` in a trust-anchor source.
+    #[error(
+        "line {line}: a \"-----BEGIN {label}-----\" block; a trust-anchor source holds only CERTIFICATE blocks (CRLs go under revocation)"
+    )]
+    NotACertificate {
+        /// The BEGIN line's number, from 1.
+        line: usize,
+        /// The block's label.
+        label: String,
+    },
+    /// A block other than `X509 CRL` in a revocation source.
+    #[error(
+        "line {line}: a \"-----BEGIN {label}-----\" block; a revocation source holds only X509 CRL blocks (CA certificates go under trustAnchors)"
+    )]
+    NotACrl {
+        /// The BEGIN line's number, from 1.
+        line: usize,
+        /// The block's label.
+        label: String,
+    },
+    /// A BEGIN line whose END line never comes.
+    #[error("malformed PEM: a block has no matching END line")]
+    MissingEnd,
+    /// A BEGIN line the PEM reader cannot read.
+    #[error("malformed PEM: a bad BEGIN line")]
+    BadBegin,
+    /// A block whose body is not base64.
+    #[error("malformed PEM: bad base64 ({0})")]
+    Base64(String),
+    /// Anything else the PEM reader refused, in its words.
+    #[error("malformed PEM: {0}")]
+    Other(String),
+    /// A trust-anchor source without a `CERTIFICATE` block.
+    #[error(
+        "no CERTIFICATE block found (a block starts with a line \"-----BEGIN CERTIFICATE-----\" at the start of a line)"
+    )]
+    NoCertificateBlock,
+    /// A revocation source without an `X509 CRL` block.
+    #[error(
+        "no X509 CRL block found (a block starts with a line \"-----BEGIN X509 CRL-----\" at the start of a line)"
+    )]
+    NoCrlBlock,
 }
 
-impl std::error::Error for BundleError {}
+/// What is wrong with a trust-anchor source. `block` counts the source's
+/// certificates from 1.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// The PEM text itself.
+    #[error(transparent)]
+    Pem(#[from] PemProblem),
+    /// A certificate's DER is followed by more bytes.
+    #[error("certificate {block} has {len} bytes after its end")]
+    TrailingBytes {
+        /// Which certificate.
+        block: usize,
+        /// How many bytes follow it.
+        len: usize,
+    },
+    /// A block's DER is not an X.509 certificate.
+    #[error("certificate {block} is not a valid X.509 certificate: {why}")]
+    Unparsable {
+        /// Which certificate.
+        block: usize,
+        /// What the parser said.
+        why: x509_parser::nom::Err<X509Error>,
+    },
+    /// The basicConstraints extension cannot be read, so whether the
+    /// certificate is a CA is unknown.
+    #[error("certificate {block} ({subject}) has a malformed basicConstraints extension: {why}")]
+    BadBasicConstraints {
+        /// Which certificate.
+        block: usize,
+        /// Its subject.
+        subject: String,
+        /// What the parser said.
+        why: X509Error,
+    },
+}
+
+/// What is wrong with a revocation source. `block` counts the source's CRLs
+/// from 1.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlProblem {
+    /// The PEM text itself.
+    #[error(transparent)]
+    Pem(#[from] PemProblem),
+    /// A CRL's DER is followed by more bytes.
+    #[error("CRL {block} has {len} bytes after its end")]
+    TrailingBytes {
+        /// Which CRL.
+        block: usize,
+        /// How many bytes follow it.
+        len: usize,
+    },
+    /// A block's DER is not an X.509 CRL.
+    #[error("CRL {block} is not a valid X.509 CRL: {why}")]
+    Unparsable {
+        /// Which CRL.
+        block: usize,
+        /// What the parser said.
+        why: x509_parser::nom::Err<X509Error>,
+    },
+    /// No kept trust anchor has the CRL's issuer as subject.
+    #[error(
+        "CRL {block} is issued by \"{issuer}\", which is not one of the trust anchors; a CRL must be signed by a trust anchor{}",
+        dropped.map(|why| format!(" (a certificate with that subject was dropped from them: {why})")).unwrap_or_default()
+    )]
+    UnknownIssuer {
+        /// Which CRL.
+        block: usize,
+        /// The CRL's issuer DN.
+        issuer: String,
+        /// Why a certificate with that subject was left out of the anchors,
+        /// if one was.
+        dropped: Option<DropReason>,
+    },
+    /// The signature verifies with none of the anchors named as issuer.
+    #[error(
+        "CRL {block} names \"{issuer}\" as issuer, but its signature does not verify with the key of that trust anchor ({}){}",
+        anchors.join(", "),
+        why.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+    )]
+    BadSignature {
+        /// Which CRL.
+        block: usize,
+        /// The CRL's issuer DN.
+        issuer: String,
+        /// Fingerprints of the anchors with that subject.
+        anchors: Vec<String>,
+        /// What the last verification said.
+        why: Option<X509Error>,
+    },
+}
+
+/// Why a certificate given as trust anchor was left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// It has no basicConstraints CA:TRUE.
+    #[error("not a CA")]
+    NotCa,
+    /// Its notAfter (unix seconds) is past.
+    #[error("expired at {}", rfc3339(*not_after))]
+    Expired {
+        /// notAfter, unix seconds.
+        not_after: i64,
+    },
+}
 
 /// Builds the trust bundle from anchor and CRL sources at time `now_unix`
 /// (unix seconds). See the module documentation for the rules.
@@ -213,11 +382,11 @@ pub fn build(
     let mut seen: BTreeMap<[u8; 32], String> = BTreeMap::new();
 
     for input in anchors {
-        let invalid = |reason: String| BundleError::InvalidCertificate {
-            source: input.source.clone(),
-            reason,
+        let invalid = |problem: CertificateProblem| BundleError::InvalidCertificate {
+            input: input.source.clone(),
+            problem,
         };
-        let blocks = read_blocks(&input.pem, Expect::Certificate).map_err(invalid)?;
+        let blocks = read_blocks(&input.pem, Expect::Certificate).map_err(|e| invalid(e.into()))?;
         for (n, der) in blocks.into_iter().enumerate() {
             let block = n + 1;
             let digest: [u8; 32] = Sha256::digest(&der).into();
@@ -234,17 +403,18 @@ pub fn build(
             }
             seen.insert(digest, input.source.clone());
 
-            let cert =
-                parse_certificate(&der).map_err(|e| invalid(format!("certificate {block} {e}")))?;
+            let cert = parse_certificate(&der, block).map_err(invalid)?;
             let subject = name_or_empty(cert.subject().to_string());
             let not_before = cert.validity().not_before.timestamp();
             let not_after = cert.validity().not_after.timestamp();
             let is_ca = match cert.basic_constraints() {
                 Ok(bc) => bc.is_some_and(|bc| bc.value.ca),
-                Err(e) => {
-                    return Err(invalid(format!(
-                        "certificate {block} ({subject}) has a malformed basicConstraints extension: {e}"
-                    )));
+                Err(why) => {
+                    return Err(invalid(CertificateProblem::BadBasicConstraints {
+                        block,
+                        subject,
+                        why,
+                    }));
                 }
             };
 
@@ -254,7 +424,7 @@ pub fn build(
                      certificate (no basicConstraints CA:TRUE); give the CA that issued \
                      the client certificates instead"
                 );
-                dropped.push((cert.subject().as_raw().to_vec(), "not a CA".to_string()));
+                dropped.push((cert.subject().as_raw().to_vec(), DropReason::NotCa));
                 notes.push(Note {
                     kind: NoteKind::LeafDropped,
                     source: input.source.clone(),
@@ -267,7 +437,7 @@ pub fn build(
                     "dropped certificate {block} ({subject}, {fingerprint}): expired at {}",
                     rfc3339(not_after)
                 );
-                let why = format!("expired at {}", rfc3339(not_after));
+                let why = DropReason::Expired { not_after };
                 dropped.push((cert.subject().as_raw().to_vec(), why));
                 notes.push(Note {
                     kind: NoteKind::ExpiredDropped,
@@ -301,17 +471,15 @@ pub fn build(
         }
     }
 
+    if anchors.is_empty() {
+        return Err(BundleError::NoAnchorsGiven);
+    }
     if kept.is_empty() {
-        let reasons = if anchors.is_empty() {
-            vec!["no trust anchors given".to_string()]
-        } else {
-            notes
-                .iter()
-                .filter(|n| matches!(n.kind, NoteKind::LeafDropped | NoteKind::ExpiredDropped))
-                .map(|n| format!("{}: {}", n.source, n.message))
-                .collect()
-        };
-        return Err(BundleError::NoValidAnchors { reasons });
+        let dropped = notes
+            .into_iter()
+            .filter(|n| matches!(n.kind, NoteKind::LeafDropped | NoteKind::ExpiredDropped))
+            .collect();
+        return Err(BundleError::NoValidAnchors { dropped });
     }
 
     let anchors: Vec<Anchor> = kept.into_values().collect();
@@ -339,24 +507,24 @@ pub fn build(
 fn check_crls(
     crls: &[PemInput],
     anchors: &[Anchor],
-    dropped: &[(Vec<u8>, String)],
+    dropped: &[(Vec<u8>, DropReason)],
     now_unix: i64,
     notes: &mut Vec<Note>,
 ) -> Result<String, BundleError> {
     // Parsing the anchors cannot fail: each was parsed from the same bytes.
     let parsed: Vec<(&Anchor, X509Certificate<'_>)> = anchors
         .iter()
-        .filter_map(|a| Some((a, parse_certificate(&a.der).ok()?)))
+        .filter_map(|a| Some((a, parse_x509_certificate(&a.der).ok()?.1)))
         .collect();
     let mut out: BTreeMap<[u8; 32], Vec<u8>> = BTreeMap::new();
     let mut seen: BTreeMap<[u8; 32], String> = BTreeMap::new();
 
     for input in crls {
-        let invalid = |reason: String| BundleError::InvalidCrl {
-            source: input.source.clone(),
-            reason,
+        let invalid = |problem: CrlProblem| BundleError::InvalidCrl {
+            input: input.source.clone(),
+            problem,
         };
-        let blocks = read_blocks(&input.pem, Expect::Crl).map_err(invalid)?;
+        let blocks = read_blocks(&input.pem, Expect::Crl).map_err(|e| invalid(e.into()))?;
         for (n, der) in blocks.into_iter().enumerate() {
             let block = n + 1;
             let digest: [u8; 32] = Sha256::digest(&der).into();
@@ -372,17 +540,13 @@ fn check_crls(
 
             let crl = match parse_x509_crl(&der) {
                 Ok((rest, _)) if !rest.is_empty() => {
-                    return Err(invalid(format!(
-                        "CRL {block} has {} bytes after its end",
-                        rest.len()
-                    )));
+                    return Err(invalid(CrlProblem::TrailingBytes {
+                        block,
+                        len: rest.len(),
+                    }));
                 }
                 Ok((_, crl)) => crl,
-                Err(e) => {
-                    return Err(invalid(format!(
-                        "CRL {block} is not a valid X.509 CRL: {e}"
-                    )));
-                }
+                Err(why) => return Err(invalid(CrlProblem::Unparsable { block, why })),
             };
             let issuer_raw = crl.issuer().as_raw();
             let issuer = name_or_empty(crl.issuer().to_string());
@@ -391,16 +555,14 @@ fn check_crls(
                 .filter(|(_, c)| c.subject().as_raw() == issuer_raw)
                 .collect();
             if candidates.is_empty() {
-                let mut reason = format!(
-                    "CRL {block} is issued by \"{issuer}\", which is not one of the trust \
-                     anchors; a CRL must be signed by a trust anchor"
-                );
-                if let Some((_, why)) = dropped.iter().find(|(s, _)| s.as_slice() == issuer_raw) {
-                    reason.push_str(&format!(
-                        " (a certificate with that subject was dropped from them: {why})"
-                    ));
-                }
-                return Err(invalid(reason));
+                return Err(invalid(CrlProblem::UnknownIssuer {
+                    block,
+                    issuer,
+                    dropped: dropped
+                        .iter()
+                        .find(|(s, _)| s.as_slice() == issuer_raw)
+                        .map(|(_, why)| *why),
+                }));
             }
             let mut last_err = None;
             let verified =
@@ -414,16 +576,15 @@ fn check_crls(
                         }
                     });
             if !verified {
-                let names: Vec<&str> = candidates
-                    .iter()
-                    .map(|(a, _)| a.fingerprint.as_str())
-                    .collect();
-                let why = last_err.map(|e| format!(": {e}")).unwrap_or_default();
-                return Err(invalid(format!(
-                    "CRL {block} names \"{issuer}\" as issuer, but its signature does not \
-                     verify with the key of that trust anchor ({}){why}",
-                    names.join(", ")
-                )));
+                return Err(invalid(CrlProblem::BadSignature {
+                    block,
+                    issuer,
+                    anchors: candidates
+                        .iter()
+                        .map(|(a, _)| a.fingerprint.clone())
+                        .collect(),
+                    why: last_err,
+                }));
             }
             if let Some(next) = crl.next_update() {
                 let next = next.timestamp();
@@ -469,9 +630,8 @@ impl Expect {
 }
 
 /// The DER of every block of the expected kind in `text`, or why the text is
-/// unusable. Blocks of any other kind are refused rather than skipped: a key
-/// pasted into a trust source is a leak to report, not noise to ignore.
-fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, String> {
+/// unusable. Blocks of any other kind are refused rather than skipped.
+fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, PemProblem> {
     // The PEM reader skips labels it does not know (such as `ENCRYPTED
     // PRIVATE KEY`), so look at every BEGIN line first, as the reader does:
     // at the start of a line, with exactly five dashes after the label.
@@ -483,26 +643,20 @@ fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, String> {
         if label == expect.label() {
             continue;
         }
-        let what = format!("line {}: a \"-----BEGIN {label}-----\" block", line_no + 1);
+        let (line, label) = (line_no + 1, label.to_string());
         return Err(if label.contains("PRIVATE KEY") {
-            format!("{what}; remove it: a trust bundle never holds private keys")
+            PemProblem::PrivateKey { line, label }
         } else {
             match expect {
-                Expect::Certificate => format!(
-                    "{what}; a trust-anchor source holds only CERTIFICATE blocks \
-                     (CRLs go under revocation)"
-                ),
-                Expect::Crl => format!(
-                    "{what}; a revocation source holds only X509 CRL blocks \
-                     (CA certificates go under trustAnchors)"
-                ),
+                Expect::Certificate => PemProblem::NotACertificate { line, label },
+                Expect::Crl => PemProblem::NotACrl { line, label },
             }
         });
     }
 
     let mut blocks = Vec::new();
     for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes()) {
-        let (kind, der) = item.map_err(pem_error)?;
+        let (kind, der) = item.map_err(pem_problem)?;
         let wanted = match expect {
             Expect::Certificate => kind == SectionKind::Certificate,
             Expect::Crl => kind == SectionKind::Crl,
@@ -512,34 +666,32 @@ fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, String> {
         }
     }
     if blocks.is_empty() {
-        return Err(format!(
-            "no {} block found (a block starts with a line \
-             \"-----BEGIN {}-----\" at the start of a line)",
-            expect.label(),
-            expect.label()
-        ));
+        return Err(match expect {
+            Expect::Certificate => PemProblem::NoCertificateBlock,
+            Expect::Crl => PemProblem::NoCrlBlock,
+        });
     }
     Ok(blocks)
 }
 
-fn pem_error(e: pem::Error) -> String {
+fn pem_problem(e: pem::Error) -> PemProblem {
     match e {
-        pem::Error::MissingSectionEnd { .. } => {
-            "malformed PEM: a block has no matching END line".to_string()
-        }
-        pem::Error::IllegalSectionStart { .. } => "malformed PEM: a bad BEGIN line".to_string(),
-        pem::Error::Base64Decode(why) => format!("malformed PEM: bad base64 ({why})"),
-        other => format!("malformed PEM: {other}"),
+        pem::Error::MissingSectionEnd { .. } => PemProblem::MissingEnd,
+        pem::Error::IllegalSectionStart { .. } => PemProblem::BadBegin,
+        pem::Error::Base64Decode(why) => PemProblem::Base64(why),
+        other => PemProblem::Other(other.to_string()),
     }
 }
 
-/// Parses one certificate, refusing trailing bytes; the error reads after
-/// "certificate N".
-fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+/// Parses certificate number `block`, refusing trailing bytes.
+fn parse_certificate(der: &[u8], block: usize) -> Result<X509Certificate<'_>, CertificateProblem> {
     match parse_x509_certificate(der) {
-        Ok((rest, _)) if !rest.is_empty() => Err(format!("has {} bytes after its end", rest.len())),
+        Ok((rest, _)) if !rest.is_empty() => Err(CertificateProblem::TrailingBytes {
+            block,
+            len: rest.len(),
+        }),
         Ok((_, cert)) => Ok(cert),
-        Err(e) => Err(format!("is not a valid X.509 certificate: {e}")),
+        Err(why) => Err(CertificateProblem::Unparsable { block, why }),
     }
 }
 
@@ -1060,14 +1212,17 @@ mod tests {
                         (None, _) => true,
                         (
                             Some(s),
-                            BundleError::InvalidCertificate { source, .. }
-                            | BundleError::InvalidCrl { source, .. },
-                        ) => source == s,
-                        (Some(s), BundleError::NoValidAnchors { reasons }) => {
-                            reasons.iter().all(|r| r.starts_with(&format!("{s}: ")))
+                            BundleError::InvalidCertificate { input, .. }
+                            | BundleError::InvalidCrl { input, .. },
+                        ) => input == s && text.starts_with(&format!("{s}: ")),
+                        (Some(s), BundleError::NoValidAnchors { dropped }) => {
+                            !dropped.is_empty()
+                                && dropped.iter().all(|n| n.source == *s)
+                                && text.contains(&format!(": {s}: "))
                         }
+                        (Some(_), BundleError::NoAnchorsGiven) => false,
                     };
-                    if e.reason() != *reason || !named || !text.contains(says) {
+                    if e.reason().as_str() != *reason || !named || !text.contains(says) {
                         Some(format!(
                             "error {} {text:?}, want {reason} naming {source:?} saying {says:?}",
                             e.reason()
@@ -1293,26 +1448,31 @@ mod tests {
 
     #[test]
     fn reason_names_the_condition() {
-        let e = |s: &str| s.to_string();
-        assert_eq!(
-            BundleError::InvalidCertificate {
-                source: e("s"),
-                reason: e("r")
-            }
-            .reason(),
-            "InvalidCertificate"
-        );
-        assert_eq!(
-            BundleError::NoValidAnchors { reasons: vec![] }.reason(),
-            "NoValidAnchors"
-        );
-        assert_eq!(
-            BundleError::InvalidCrl {
-                source: e("s"),
-                reason: e("r")
-            }
-            .reason(),
-            "InvalidCRL"
-        );
+        let problem = CertificateProblem::Pem(PemProblem::NoCertificateBlock);
+        let crl_problem = CrlProblem::Pem(PemProblem::NoCrlBlock);
+        let cases = [
+            (
+                BundleError::InvalidCertificate {
+                    input: "s".into(),
+                    problem,
+                },
+                "InvalidCertificate",
+            ),
+            (
+                BundleError::NoValidAnchors { dropped: vec![] },
+                "NoValidAnchors",
+            ),
+            (BundleError::NoAnchorsGiven, "NoValidAnchors"),
+            (
+                BundleError::InvalidCrl {
+                    input: "s".into(),
+                    problem: crl_problem,
+                },
+                "InvalidCRL",
+            ),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.reason().as_str(), reason, "{error}");
+        }
     }
 }

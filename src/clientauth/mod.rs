@@ -120,6 +120,40 @@ pub struct PemSource {
     pub inline: Option<String>,
 }
 
+/// Which kind of object a [`PemSource`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SourceKind {
+    /// A Secret (`secretRef`).
+    Secret,
+    /// A ConfigMap (`configMapRef`).
+    ConfigMap,
+}
+
+impl SourceKind {
+    /// The kind's name, as messages print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Secret => "Secret",
+            SourceKind::ConfigMap => "ConfigMap",
+        }
+    }
+
+    /// The [`PemSource`] field that refers to this kind.
+    pub fn ref_field(self) -> &'static str {
+        match self {
+            SourceKind::Secret => "secretRef",
+            SourceKind::ConfigMap => "configMapRef",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A key of a Secret or ConfigMap in the policy's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KeyRef {
@@ -237,6 +271,45 @@ pub enum CrdError {
     /// The YAML serializer refused the generated definition.
     #[error("the ClientAuthPolicy CustomResourceDefinition does not serialize as YAML: {0}")]
     Yaml(#[source] serde_saphyr::SerializeError),
+}
+
+/// Why a policy is not Ready. [`FailureReason::as_str`] is the one place
+/// that names it: the Ready condition's reason, the Warning Event's reason
+/// and the `reason` label of `tlsward_operator_reconcile_failures` all come
+/// from there, and alert rules match on them.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// A referenced Secret or ConfigMap, or its key, does not exist.
+    SourceNotFound,
+    /// A trust-anchor source is not a set of CA certificates (or no source
+    /// was set).
+    InvalidCertificate,
+    /// A revocation source is not a CRL signed by a trust anchor.
+    InvalidCrl,
+    /// Every certificate was dropped (leaf or expired), or none was given.
+    NoValidAnchors,
+    /// The bundle Secret's name is taken by a Secret the policy did not write.
+    TargetConflict,
+}
+
+impl FailureReason {
+    /// The CamelCase reason, as Kubernetes conditions and Events spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::SourceNotFound => "SourceNotFound",
+            FailureReason::InvalidCertificate => "InvalidCertificate",
+            FailureReason::InvalidCrl => "InvalidCRL",
+            FailureReason::NoValidAnchors => "NoValidAnchors",
+            FailureReason::TargetConflict => "TargetConflict",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The CustomResourceDefinition as YAML, as `tlsward crd` prints it and
@@ -363,5 +436,27 @@ impl PolicyIndex {
         names.sort_unstable();
         names.dedup();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureReason;
+
+    /// These are what `kubectl get`, `kubectl wait`, Events and alert rules
+    /// show and match on (docs/clientauthpolicy.md lists them).
+    #[test]
+    fn failure_reasons_are_the_documented_condition_reasons() {
+        let all = [
+            (FailureReason::SourceNotFound, "SourceNotFound"),
+            (FailureReason::InvalidCertificate, "InvalidCertificate"),
+            (FailureReason::InvalidCrl, "InvalidCRL"),
+            (FailureReason::NoValidAnchors, "NoValidAnchors"),
+            (FailureReason::TargetConflict, "TargetConflict"),
+        ];
+        for (reason, text) in all {
+            assert_eq!(reason.as_str(), text);
+            assert_eq!(reason.to_string(), text);
+        }
     }
 }

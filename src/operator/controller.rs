@@ -18,12 +18,15 @@ use serde_json::{Value, json};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::admission::CLIENT_AUTH_ANNOTATION;
-use crate::clientauth::bundle::{self, Bundle, PemInput};
+use crate::clientauth::bundle::{self, Bundle, BundleError, PemInput};
 use crate::clientauth::{
-    BundleStatus, ClientAuthPolicy, ClientAuthPolicyStatus, Condition, KeyRef, PemSource,
+    BundleStatus, ClientAuthPolicy, ClientAuthPolicyStatus, Condition, FailureReason, KeyRef,
+    PemSource, SourceKind,
 };
 use crate::labels::Selector;
-use crate::telemetry::{AnchorLabels, OperatorMetrics, ReasonLabels, ResultLabels};
+use crate::telemetry::{
+    AnchorLabels, OperatorMetrics, ReasonLabels, ReconcileFailure, ReconcileResult, ResultLabels,
+};
 
 /// Label the operator puts on every bundle Secret; also what it watches.
 pub const POLICY_LABEL: &str = "tlsward.io/policy";
@@ -84,15 +87,83 @@ pub enum Error {
     NoNamespace,
 }
 
-/// Why the bundle could not be (re)written, as the Ready condition shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// SourceNotFound, InvalidCertificate, InvalidCRL, NoValidAnchors,
-    /// TargetConflict.
-    pub reason: &'static str,
-    /// Names the source and the fix.
-    pub message: String,
+/// Why the bundle could not be (re)written. The message is the Ready
+/// condition's and the Warning Event's; each names the source and the fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// A referenced Secret or ConfigMap does not exist.
+    #[error(
+        "{field}: {kind} {name:?} not found in the policy's namespace: create it or fix {field}.{}.name",
+        kind.ref_field()
+    )]
+    SourceNotFound {
+        /// The policy field, e.g. `spec.trustAnchors[0]`.
+        field: String,
+        /// Secret or ConfigMap.
+        kind: SourceKind,
+        /// The object's name.
+        name: String,
+    },
+    /// The Secret or ConfigMap exists but lacks the key.
+    #[error(
+        "{field}: {kind} {name:?} has no key {key:?} (it has: {}): set {field}.{}.key",
+        if keys.is_empty() { "none".to_string() } else { keys.join(", ") },
+        kind.ref_field()
+    )]
+    KeyNotFound {
+        /// The policy field.
+        field: String,
+        /// Secret or ConfigMap.
+        kind: SourceKind,
+        /// The object's name.
+        name: String,
+        /// The key looked for.
+        key: String,
+        /// The keys it has.
+        keys: Vec<String>,
+    },
+    /// A source sets none of secretRef, configMapRef and inline (the CRD's
+    /// CEL rule refuses this in a real cluster).
+    #[error("{field}: set exactly one of secretRef, configMapRef or inline")]
+    NoSource {
+        /// The policy field.
+        field: String,
+    },
+    /// The sources do not make a valid bundle.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The bundle Secret's name is taken by a Secret this policy did not
+    /// write.
+    #[error(
+        "Secret {target} already exists and was not written by this policy (no {POLICY_LABEL}={policy} label): delete it, or set spec.target.secretName to another name"
+    )]
+    TargetConflict {
+        /// The Secret's name.
+        target: String,
+        /// The policy's name.
+        policy: String,
+    },
 }
+
+impl Failure {
+    /// The Ready condition's reason.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Failure::SourceNotFound { .. } | Failure::KeyNotFound { .. } => {
+                FailureReason::SourceNotFound
+            }
+            Failure::NoSource { .. } => FailureReason::InvalidCertificate,
+            Failure::Bundle(e) => e.reason(),
+            Failure::TargetConflict { .. } => FailureReason::TargetConflict,
+        }
+    }
+}
+
+/// The Ready condition's reason when the bundle is written and current.
+const SYNCED: &str = "Synced";
+/// The Normal Event's reason when a new bundle was written.
+const BUNDLE_UPDATED: &str = "BundleUpdated";
 
 fn rfc3339(unix: i64) -> String {
     Timestamp::from_second(unix)
@@ -108,39 +179,22 @@ async fn read_source(
     src: &PemSource,
     default_key: &str,
 ) -> Result<Result<PemInput, Failure>, Error> {
-    let not_found = |what: &str, r: &KeyRef| Failure {
-        reason: "SourceNotFound",
-        message: format!(
-            "{field}: {what} {:?} not found in the policy's namespace: create it or fix {field}.{}.name",
-            r.name,
-            if what == "Secret" {
-                "secretRef"
-            } else {
-                "configMapRef"
-            }
-        ),
+    let not_found = |kind, r: &KeyRef| Failure::SourceNotFound {
+        field: field.to_string(),
+        kind,
+        name: r.name.clone(),
     };
-    let missing_key = |what: &str, r: &KeyRef, key: &str, keys: Vec<String>| Failure {
-        reason: "SourceNotFound",
-        message: format!(
-            "{field}: {what} {:?} has no key {key:?} (it has: {}): set {field}.{}.key",
-            r.name,
-            if keys.is_empty() {
-                "none".to_string()
-            } else {
-                keys.join(", ")
-            },
-            if what == "Secret" {
-                "secretRef"
-            } else {
-                "configMapRef"
-            }
-        ),
+    let missing_key = |kind, r: &KeyRef, key: &str, keys: Vec<String>| Failure::KeyNotFound {
+        field: field.to_string(),
+        kind,
+        name: r.name.clone(),
+        key: key.to_string(),
+        keys,
     };
     if let Some(r) = &src.secret_ref {
         let key = r.key.as_deref().unwrap_or(default_key);
         let Some(secret) = secrets.get_opt(&r.name).await? else {
-            return Ok(Err(not_found("Secret", r)));
+            return Ok(Err(not_found(SourceKind::Secret, r)));
         };
         let data = secret.data.unwrap_or_default();
         return Ok(match data.get(key) {
@@ -148,13 +202,18 @@ async fn read_source(
                 format!("{field} (Secret {}, key {key})", r.name),
                 String::from_utf8_lossy(&bytes.0).into_owned(),
             )),
-            None => Err(missing_key("Secret", r, key, data.into_keys().collect())),
+            None => Err(missing_key(
+                SourceKind::Secret,
+                r,
+                key,
+                data.into_keys().collect(),
+            )),
         });
     }
     if let Some(r) = &src.config_map_ref {
         let key = r.key.as_deref().unwrap_or(default_key);
         let Some(cm) = config_maps.get_opt(&r.name).await? else {
-            return Ok(Err(not_found("ConfigMap", r)));
+            return Ok(Err(not_found(SourceKind::ConfigMap, r)));
         };
         let text = cm
             .data
@@ -175,16 +234,15 @@ async fn read_source(
             None => {
                 let mut keys: Vec<String> = cm.data.unwrap_or_default().into_keys().collect();
                 keys.extend(cm.binary_data.unwrap_or_default().into_keys());
-                Err(missing_key("ConfigMap", r, key, keys))
+                Err(missing_key(SourceKind::ConfigMap, r, key, keys))
             }
         });
     }
     Ok(match &src.inline {
         Some(pem) => Ok(PemInput::new(format!("{field} (inline)"), pem.clone())),
         // The CRD's CEL rule makes this unreachable in a real cluster.
-        None => Err(Failure {
-            reason: "InvalidCertificate",
-            message: format!("{field}: set exactly one of secretRef, configMapRef or inline"),
+        None => Err(Failure::NoSource {
+            field: field.to_string(),
         }),
     })
 }
@@ -227,12 +285,7 @@ async fn gather(
             Err(f) => return Ok(Err(f)),
         }
     }
-    Ok(
-        bundle::build(&anchors, &crls, (ctx.now)()).map_err(|e| Failure {
-            reason: e.reason(),
-            message: e.to_string(),
-        }),
-    )
+    Ok(bundle::build(&anchors, &crls, (ctx.now)()).map_err(Failure::from))
 }
 
 /// The bundle Secret as the operator wants it, for server-side apply.
@@ -443,35 +496,29 @@ pub async fn reconcile(policy: Arc<ClientAuthPolicy>, ctx: Arc<Context>) -> Resu
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
-    let outcome = match &result {
-        Ok(None) => "success",
-        _ => "failure",
+    let (outcome, failure) = match &result {
+        Ok(None) => (ReconcileResult::Success, None),
+        Ok(Some(reason)) => (
+            ReconcileResult::Failure,
+            Some(ReconcileFailure::NotReady(*reason)),
+        ),
+        Err(_) => (ReconcileResult::Failure, Some(ReconcileFailure::ApiError)),
     };
     ctx.metrics
         .reconciles
         .get_or_create(&ResultLabels { result: outcome })
         .inc();
+    if let Some(reason) = failure {
+        ctx.metrics
+            .failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
     match result {
         Ok(None) => Ok(requeue_for(&policy, (ctx.now)())),
-        Ok(Some(reason)) => {
-            ctx.metrics
-                .failures
-                .get_or_create(&ReasonLabels {
-                    reason: reason.into(),
-                })
-                .inc();
-            // A fix arrives as a watch event on the source; poll slowly too.
-            Ok(Action::requeue(Duration::from_secs(300)))
-        }
-        Err(e) => {
-            ctx.metrics
-                .failures
-                .get_or_create(&ReasonLabels {
-                    reason: "ApiError".into(),
-                })
-                .inc();
-            Err(e)
-        }
+        // A fix arrives as a watch event on the source; poll slowly too.
+        Ok(Some(_)) => Ok(Action::requeue(Duration::from_secs(300))),
+        Err(e) => Err(e),
     }
 }
 
@@ -493,7 +540,7 @@ async fn reconcile_inner(
     ctx: &Context,
     ns: &str,
     name: &str,
-) -> Result<Option<&'static str>, Error> {
+) -> Result<Option<FailureReason>, Error> {
     let now = (ctx.now)();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let target = policy.bundle_secret_name();
@@ -506,11 +553,9 @@ async fn reconcile_inner(
         let existing = secrets.get_opt(&target).await?;
         match existing {
             Some(s) if !is_ours(&s, policy) => {
-                outcome = Err(Failure {
-                    reason: "TargetConflict",
-                    message: format!(
-                        "Secret {target} already exists and was not written by this policy (no {POLICY_LABEL}={name} label): delete it, or set spec.target.secretName to another name"
-                    ),
+                outcome = Err(Failure::TargetConflict {
+                    target: target.clone(),
+                    policy: name.to_string(),
                 });
             }
             Some(s) if is_current(&s, bundle) => {}
@@ -536,7 +581,7 @@ async fn reconcile_inner(
             ready_condition(
                 previous_ready,
                 true,
-                "Synced",
+                SYNCED,
                 synced_message(&target, bundle),
                 generation,
                 now,
@@ -548,8 +593,8 @@ async fn reconcile_inner(
             ready_condition(
                 previous_ready,
                 false,
-                f.reason,
-                f.message.clone(),
+                f.reason().as_str(),
+                f.to_string(),
                 generation,
                 now,
             ),
@@ -589,7 +634,7 @@ async fn reconcile_inner(
                 ctx,
                 policy,
                 EventType::Normal,
-                "BundleUpdated",
+                BUNDLE_UPDATED,
                 format!("wrote {n} trust anchor(s) to Secret {target}"),
             )
             .await;
@@ -598,12 +643,13 @@ async fn reconcile_inner(
         (Err(_), _) => {}
     }
     if let Some(f) = &failure {
-        warn!(reason = f.reason, message = %f.message, "policy not ready; the last good bundle stays in place");
+        let reason = f.reason().as_str();
+        warn!(reason, message = %f, "policy not ready; the last good bundle stays in place");
         if condition_changed {
-            publish(ctx, policy, EventType::Warning, f.reason, f.message.clone()).await;
+            publish(ctx, policy, EventType::Warning, reason, f.to_string()).await;
         }
     }
-    Ok(failure.map(|f| f.reason))
+    Ok(failure.map(|f| f.reason()))
 }
 
 /// Retry API errors with a short fixed backoff.

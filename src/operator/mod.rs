@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
 use crate::admission::CLIENT_AUTH_ANNOTATION;
+pub use crate::clientauth::SourceKind;
 use crate::clientauth::{ClientAuthPolicy, PemSource};
 use crate::labels::Selector;
 use crate::telemetry::{self, OperatorMetrics};
@@ -40,15 +41,6 @@ pub struct OperatorArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-}
-
-/// Which kind of source object changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceKind {
-    /// A Secret.
-    Secret,
-    /// A ConfigMap.
-    ConfigMap,
 }
 
 fn refers_to(src: &PemSource, kind: SourceKind, name: &str) -> bool {
@@ -255,7 +247,17 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     drop(leader);
     let _ = lease_task.await;
     info!("operator stopped");
-    led
+    Ok(led?)
+}
+
+/// Why [`lead`] stopped waiting for leadership.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeadError {
+    /// The leader-election task ended, so whether this replica leads can no
+    /// longer be known.
+    #[error("the leader-election task stopped")]
+    ElectionStopped,
 }
 
 /// Runs `work` only while `leader` says this replica holds the Lease: it
@@ -266,7 +268,7 @@ pub async fn lead<W, F>(
     mut leader: tokio::sync::watch::Receiver<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     work: W,
-) -> anyhow::Result<()>
+) -> Result<(), LeadError>
 where
     W: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>) -> F,
     F: std::future::Future<Output = ()>,
@@ -276,9 +278,9 @@ where
         _ = shutdown.clone() => return Ok(()),
         r = async {
             while !*leader.borrow_and_update() {
-                leader.changed().await.map_err(|_| anyhow::anyhow!("the leader-election task stopped"))?;
+                leader.changed().await.map_err(|_| LeadError::ElectionStopped)?;
             }
-            Ok::<(), anyhow::Error>(())
+            Ok::<(), LeadError>(())
         } => r?,
     }
     let mut lost = leader;
@@ -358,7 +360,7 @@ mod leadership_tests {
             s.store(true, Ordering::SeqCst)
         })
         .await;
-        assert!(r.is_err());
+        assert!(matches!(r, Err(LeadError::ElectionStopped)), "{r:?}");
         assert!(!started.load(Ordering::SeqCst));
     }
 }

@@ -5,6 +5,7 @@
 mod http1;
 pub mod identity;
 pub mod kube_source;
+pub mod problem;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
@@ -24,8 +25,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::manifests::{self, Document};
+use crate::manifests::{self, Document, ManifestError};
 use crate::telemetry::{self, ExpiryLabels, ProxyMetrics, ReloadLabels, ReloadResult};
+use problem::{Issue, Problem};
 use server::{Limits, Shared};
 use snapshot::Snapshot;
 use world::World;
@@ -125,7 +127,7 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLab
         ReloadResult::Failure
     };
     for p in &next.problems {
-        warn!(object = %p.object, problem = %p.message, "configuration problem");
+        warn!(object = %p.object, problem = %p.issue, "configuration problem");
     }
     shared
         .metrics
@@ -170,9 +172,9 @@ pub struct DirectorySource {
     files: BTreeMap<PathBuf, ([u8; 32], Vec<Document>)>,
     /// Files whose current content does not parse, with why; reported on
     /// every rebuild until fixed, so a later unrelated reload does not hide them.
-    broken: BTreeMap<PathBuf, String>,
+    broken: BTreeMap<PathBuf, Arc<ManifestError>>,
     /// Why the directory itself could not be listed, while it cannot.
-    dir_error: Option<String>,
+    dir_error: Option<Issue>,
 }
 
 impl DirectorySource {
@@ -187,21 +189,25 @@ impl DirectorySource {
     }
 
     /// Reads what changed; returns the world when anything did.
-    pub fn poll(&mut self) -> Option<(World, Vec<world::Problem>)> {
+    pub fn poll(&mut self) -> Option<(World, Vec<Problem>)> {
         use sha2::{Digest, Sha256};
         // A directory that vanished or cannot be listed must not look like
         // an empty configuration: keep what was read, and say why.
         let listing = if self.dir.is_dir() {
-            manifests::expand(std::slice::from_ref(&self.dir)).map_err(|e| e.to_string())
+            manifests::expand(std::slice::from_ref(&self.dir))
+                .map_err(|e| Issue::DirectoryUnlisted(Arc::new(e)))
         } else {
-            Err(format!("{}: not a readable directory", self.dir.display()))
+            Err(Issue::NotADirectory {
+                path: self.dir.display().to_string(),
+            })
         };
         let paths = match listing {
             Ok(p) => p,
-            Err(e) => {
-                let message = format!("{e}; keeping the objects read before");
-                let fresh = self.dir_error.as_ref() != Some(&message);
-                self.dir_error = Some(message);
+            Err(issue) => {
+                // The same failure again is not news.
+                let fresh =
+                    self.dir_error.as_ref().map(ToString::to_string) != Some(issue.to_string());
+                self.dir_error = Some(issue);
                 return fresh.then(|| self.current());
             }
         };
@@ -230,8 +236,7 @@ impl DirectorySource {
                     // the same broken content is not parsed again each poll.
                     let kept = self.files.remove(path).map(|(_, d)| d).unwrap_or_default();
                     self.files.insert(path.clone(), (hash, kept));
-                    self.broken
-                        .insert(path.clone(), format!("{e}; keeping its previous objects"));
+                    self.broken.insert(path.clone(), Arc::new(e));
                 }
             }
             changed = true;
@@ -240,17 +245,17 @@ impl DirectorySource {
     }
 
     /// The world from what was last read, with every standing problem.
-    pub fn current(&self) -> (World, Vec<world::Problem>) {
-        let mut problems: Vec<world::Problem> = self
+    pub fn current(&self) -> (World, Vec<Problem>) {
+        let mut problems: Vec<Problem> = self
             .dir_error
             .iter()
-            .map(|message| world::Problem {
+            .map(|issue| Problem {
                 object: self.dir.display().to_string(),
-                message: message.clone(),
+                issue: issue.clone(),
             })
-            .chain(self.broken.iter().map(|(p, message)| world::Problem {
+            .chain(self.broken.iter().map(|(p, e)| Problem {
                 object: p.display().to_string(),
-                message: message.clone(),
+                issue: Issue::FileUnparsable(e.clone()),
             }))
             .collect();
         let docs: Vec<Document> = self
@@ -425,6 +430,21 @@ fn https_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<tokio:
     Ok(sockets)
 }
 
+/// Why the HTTPS workers could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// A worker's tokio runtime could not be built.
+    #[error("starting an HTTPS worker runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A worker's socket could not listen.
+    #[error("listening on --https-listen")]
+    Listen(#[source] std::io::Error),
+    /// A worker's thread could not be spawned.
+    #[error("starting an HTTPS worker thread")]
+    Thread(#[source] std::io::Error),
+}
+
 /// Starts one thread per socket, each with a single-threaded runtime that
 /// serves HTTPS. After `stop` a worker stops accepting; its runtime stays up
 /// so its connections drain until the process exits.
@@ -432,16 +452,16 @@ fn spawn_https_workers(
     sockets: Vec<tokio::net::TcpSocket>,
     shared: &Arc<server::Shared>,
     stop: &watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), WorkerError> {
     for (i, socket) in sockets.into_iter().enumerate() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .context("starting an HTTPS worker runtime")?;
+            .map_err(WorkerError::Runtime)?;
         // The listener registers with the runtime current when it is made.
         let listener = {
             let _in_worker = runtime.enter();
-            socket.listen(1024).context("listening on --https-listen")?
+            socket.listen(1024).map_err(WorkerError::Listen)?
         };
         let (shared, stop) = (shared.clone(), stop.clone());
         std::thread::Builder::new()
@@ -453,7 +473,7 @@ fn spawn_https_workers(
                     std::future::pending::<()>().await;
                 });
             })
-            .context("starting an HTTPS worker thread")?;
+            .map_err(WorkerError::Thread)?;
     }
     Ok(())
 }
@@ -512,7 +532,8 @@ mod tests {
         let (world, problems) = source.poll().expect("the loss is a change");
         assert_eq!(world.services.len(), 1, "the objects read before are kept");
         assert!(
-            problems[0].message.contains("not a readable directory"),
+            matches!(problems[0].issue, Issue::NotADirectory { .. })
+                && problems[0].to_string().contains("not a readable directory"),
             "{problems:?}"
         );
         assert!(source.poll().is_none(), "reported once per change");

@@ -25,7 +25,9 @@ use super::identity::{self, ClientIdentity};
 use super::snapshot::{HostEntry, Snapshot};
 use super::upstream::{PooledBody, Upstream, UpstreamError};
 use crate::clientauth::ForwardClientCert;
-use crate::telemetry::{HandshakeLabels, HostCodeLabels, ProxyMetrics};
+use crate::telemetry::HandshakeLabels::{self, Failure};
+use crate::telemetry::{HostCodeLabels, ProxyMetrics};
+use crate::tls::HandshakeFailure;
 
 /// Response bodies: streamed from upstream or made here.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -91,7 +93,7 @@ struct Connection {
     /// hosts reachable on it share the SNI host's policy, hence its mode.
     identity_headers: Vec<(HeaderName, HeaderValue)>,
     /// Why the verified client is refused, if it is not on the allow-list.
-    refused: Option<String>,
+    refused: Option<NotAllowed>,
     peer: SocketAddr,
     /// `X-Forwarded-For`: the peer's address, formatted once.
     forwarded_for: HeaderValue,
@@ -99,6 +101,19 @@ struct Connection {
     activity: Arc<super::http1::Activity>,
     /// The worker's upstream pool.
     upstream: Arc<Upstream>,
+}
+
+/// A verified client certificate that the host's allow-list does not name:
+/// every request on the connection gets a 403 saying so.
+#[derive(Debug, thiserror::Error)]
+#[error("client certificate {client:?} is not allowed by ClientAuthPolicy {policy} for {host}")]
+struct NotAllowed {
+    /// The certificate's display name.
+    client: String,
+    /// The policy (`ns/name`).
+    policy: String,
+    /// The SNI host.
+    host: String,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -115,11 +130,8 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     r
 }
 
-fn handshake(metrics: &ProxyMetrics, result: &'static str, reason: &'static str) {
-    metrics
-        .handshakes
-        .get_or_create(&HandshakeLabels { result, reason })
-        .inc();
+fn handshake(metrics: &ProxyMetrics, outcome: HandshakeLabels) {
+    metrics.handshakes.get_or_create(&outcome).inc();
 }
 
 /// The identity headers `forward` asks for (none without a client
@@ -209,11 +221,11 @@ async fn serve_connection(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "no ClientHello");
-            handshake(&shared.metrics, "failure", "protocol_error");
+            handshake(&shared.metrics, Failure(HandshakeFailure::ProtocolError));
             return;
         }
         Err(_) => {
-            handshake(&shared.metrics, "failure", "timeout");
+            handshake(&shared.metrics, Failure(HandshakeFailure::Timeout));
             return;
         }
     };
@@ -221,7 +233,7 @@ async fn serve_connection(
     let snapshot = shared.snapshot.load_full();
     let Some(host) = sni.as_deref().and_then(|s| snapshot.lookup(s)).cloned() else {
         debug!(%peer, sni = ?sni, "unknown SNI: refused");
-        handshake(&shared.metrics, "failure", "unknown_sni");
+        handshake(&shared.metrics, Failure(HandshakeFailure::UnknownSni));
         return;
     };
     let tls = match Box::pin(tokio::time::timeout(
@@ -235,13 +247,13 @@ async fn serve_connection(
         // takes it.
         Ok(Ok(t)) => Box::new(t),
         Ok(Err(e)) => {
-            let reason = crate::tls::handshake_failure_reason(&e);
-            info!(%peer, host = %host.host, reason, error = %e, "TLS handshake refused");
-            handshake(&shared.metrics, "failure", reason);
+            let reason = HandshakeFailure::of(&e);
+            info!(%peer, host = %host.host, reason = reason.as_str(), error = %e, "TLS handshake refused");
+            handshake(&shared.metrics, Failure(reason));
             return;
         }
         Err(_) => {
-            handshake(&shared.metrics, "failure", "timeout");
+            handshake(&shared.metrics, Failure(HandshakeFailure::Timeout));
             return;
         }
     };
@@ -251,18 +263,17 @@ async fn serve_connection(
         Some(id)
     });
     let refused = match (&host.allowed, &identity) {
-        (Some(list), Some(id)) if !identity::allowed(list, id) => Some(format!(
-            "client certificate {:?} is not allowed by ClientAuthPolicy {} for {}",
-            id.display_name(),
-            host.policy.as_deref().unwrap_or_default(),
-            host.host
-        )),
+        (Some(list), Some(id)) if !identity::allowed(list, id) => Some(NotAllowed {
+            client: id.display_name(),
+            policy: host.policy.clone().unwrap_or_default(),
+            host: host.host.clone(),
+        }),
         _ => None,
     };
     if refused.is_some() {
-        handshake(&shared.metrics, "failure", "not_allowed");
+        handshake(&shared.metrics, Failure(HandshakeFailure::NotAllowed));
     } else {
-        handshake(&shared.metrics, "success", "");
+        handshake(&shared.metrics, HandshakeLabels::Success);
     }
     let conn = Arc::new(Connection {
         identity_headers: identity_headers(host.forward, identity.as_ref()),

@@ -15,12 +15,14 @@ use prometheus_client::metrics::counter::Counter;
 use rustls::ServerConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::problem::{HostError, Issue, Problem};
 use super::routes::{Backend, PathKind, RouteTable};
-use super::world::{Problem, World};
+use super::world::World;
 use crate::admission::{CLIENT_AUTH_ANNOTATION, hosts, ingress_class};
 use crate::clientauth::bundle::{self, PemInput};
 use crate::clientauth::{
     AllowedClients, ClientAuthMode, ClientAuthPolicy, ForwardClientCert, PemSource, PolicyIndex,
+    SourceKind,
 };
 use crate::fast_hash::{HashMap as FastHashMap, HashSet as FastHashSet};
 use crate::tls;
@@ -206,29 +208,32 @@ impl Snapshot {
         for ing in ingresses {
             add_ingress(ing, &idx, &policy_index, &mut drafts, &mut next);
         }
-        let mut certs: HashMap<String, Result<(Arc<rustls::sign::CertifiedKey>, i64), String>> =
-            HashMap::new();
-        let mut verifiers: HashMap<String, Result<PolicyTls, String>> = HashMap::new();
+        let mut certs: HashMap<String, Result<ServerCert, HostError>> = HashMap::new();
+        let mut verifiers: HashMap<String, Result<PolicyTls, HostError>> = HashMap::new();
         for (host, d) in drafts {
+            let object = format!("Ingress {}", d.ingress);
             let built = build_host(&host, d, &idx, now, &mut certs, &mut verifiers);
             match built {
                 Ok(entry) => next.insert(Arc::new(entry)),
-                Err(problem) => match previous.exact_or_wildcard(&host) {
+                Err(error) => match previous.exact_or_wildcard(&host) {
                     Some(last_good) => {
-                        next.problems.push(Problem {
-                            object: problem.object,
-                            message: format!(
-                                "{}; keeping the last good configuration for {host}",
-                                problem.message
-                            ),
-                        });
                         next.insert(last_good.clone());
+                        next.problems.push(Problem {
+                            object,
+                            issue: Issue::KeptLastGood {
+                                host,
+                                error: Box::new(error),
+                            },
+                        });
                     }
                     None => {
                         next.blocked.insert(host.clone());
                         next.problems.push(Problem {
-                            object: problem.object,
-                            message: format!("{}; {host} is not served", problem.message),
+                            object,
+                            issue: Issue::NotServed {
+                                host,
+                                error: Box::new(error),
+                            },
                         });
                     }
                 },
@@ -328,11 +333,9 @@ fn add_ingress(
                 many => {
                     problems.push(Problem {
                         object,
-                        message: format!(
-                            "selected by {} ClientAuthPolicies ({}); bind one with the {CLIENT_AUTH_ANNOTATION} annotation; not served",
-                            many.len(),
-                            many.join(", ")
-                        ),
+                        issue: Issue::AmbiguousPolicy {
+                            policies: many.iter().map(|p| p.to_string()).collect(),
+                        },
                     });
                     blocked.extend(rule_hosts());
                     return;
@@ -350,8 +353,7 @@ fn add_ingress(
         let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
             problems.push(Problem {
                 object: object.clone(),
-                message: "a rule without host is not served: the proxy serves HTTPS by SNI only"
-                    .into(),
+                issue: Issue::RuleWithoutHost,
             });
             continue;
         };
@@ -368,13 +370,11 @@ fn add_ingress(
                 .then(|| name.to_string())
         });
         let Some(secret) = secret else {
+            blocked.insert(host.clone());
             problems.push(Problem {
                 object: object.clone(),
-                message: format!(
-                    "host {host:?} is not covered by spec.tls; not served (HTTPS only)"
-                ),
+                issue: Issue::HostWithoutTls { host },
             });
-            blocked.insert(host);
             continue;
         };
         let draft = drafts.entry(host.clone()).or_insert_with(|| Draft {
@@ -387,10 +387,10 @@ fn add_ingress(
         if draft.namespace != ns || draft.secret != secret || draft.policy != policy {
             problems.push(Problem {
                 object: object.clone(),
-                message: format!(
-                    "host {host:?} is already served by Ingress {} with a different namespace, Secret or ClientAuthPolicy; this Ingress's rules for it are ignored",
-                    draft.ingress
-                ),
+                issue: Issue::HostTaken {
+                    host,
+                    by: draft.ingress.clone(),
+                },
             });
             continue;
         }
@@ -487,21 +487,29 @@ struct PolicyTls {
 fn read_source(
     idx: &Index,
     ns: &str,
-    field: &str,
+    field: String,
     src: &PemSource,
     default_key: &str,
-) -> Result<PemInput, String> {
+) -> Result<PemInput, HostError> {
     if let Some(r) = &src.secret_ref {
         let key = r.key.as_deref().unwrap_or(default_key);
-        let s = idx
-            .secrets
-            .get(&(ns, r.name.as_str()))
-            .ok_or_else(|| format!("{field}: Secret {ns}/{} not found", r.name))?;
-        let data = s
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .ok_or_else(|| format!("{field}: Secret {ns}/{} has no key {key:?}", r.name))?;
+        let kind = SourceKind::Secret;
+        let Some(s) = idx.secrets.get(&(ns, r.name.as_str())) else {
+            let object = format!("{ns}/{}", r.name);
+            return Err(HostError::SourceNotFound {
+                field,
+                kind,
+                object,
+            });
+        };
+        let Some(data) = s.data.as_ref().and_then(|d| d.get(key)) else {
+            return Err(HostError::SourceKeyMissing {
+                field,
+                kind,
+                object: format!("{ns}/{}", r.name),
+                key: key.to_string(),
+            });
+        };
         return Ok(PemInput::new(
             format!("{field} (Secret {}, key {key})", r.name),
             String::from_utf8_lossy(&data.0),
@@ -509,10 +517,15 @@ fn read_source(
     }
     if let Some(r) = &src.config_map_ref {
         let key = r.key.as_deref().unwrap_or(default_key);
-        let c = idx
-            .config_maps
-            .get(&(ns, r.name.as_str()))
-            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{} not found", r.name))?;
+        let kind = SourceKind::ConfigMap;
+        let Some(c) = idx.config_maps.get(&(ns, r.name.as_str())) else {
+            let object = format!("{ns}/{}", r.name);
+            return Err(HostError::SourceNotFound {
+                field,
+                kind,
+                object,
+            });
+        };
         let data = c
             .data
             .as_ref()
@@ -522,40 +535,50 @@ fn read_source(
                     .as_ref()
                     .and_then(|d| d.get(key))
                     .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-            })
-            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{} has no key {key:?}", r.name))?;
+            });
+        let Some(data) = data else {
+            return Err(HostError::SourceKeyMissing {
+                field,
+                kind,
+                object: format!("{ns}/{}", r.name),
+                key: key.to_string(),
+            });
+        };
         return Ok(PemInput::new(
             format!("{field} (ConfigMap {}, key {key})", r.name),
             data,
         ));
     }
-    src.inline
-        .as_ref()
-        .map(|pem| PemInput::new(format!("{field} (inline)"), pem.clone()))
-        .ok_or_else(|| format!("{field}: set exactly one of secretRef, configMapRef or inline"))
+    match &src.inline {
+        Some(pem) => Ok(PemInput::new(format!("{field} (inline)"), pem.clone())),
+        None => Err(HostError::NoSource { field }),
+    }
 }
 
-fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, String> {
+fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, HostError> {
+    let policy = || format!("{ns}/{name}");
     let p = idx
         .policies
         .get(&(ns, name))
-        .ok_or_else(|| format!("bound to ClientAuthPolicy {ns}/{name}, which does not exist"))?;
+        .ok_or_else(|| HostError::PolicyNotFound { policy: policy() })?;
     let anchors = p
         .spec
         .trust_anchors
         .iter()
         .enumerate()
-        .map(|(i, s)| read_source(idx, ns, &format!("spec.trustAnchors[{i}]"), s, "ca.crt"))
+        .map(|(i, s)| read_source(idx, ns, format!("spec.trustAnchors[{i}]"), s, "ca.crt"))
         .collect::<Result<Vec<_>, _>>()?;
     let crls = p
         .spec
         .revocation
         .iter()
         .enumerate()
-        .map(|(i, s)| read_source(idx, ns, &format!("spec.revocation[{i}]"), s, "ca.crl"))
+        .map(|(i, s)| read_source(idx, ns, format!("spec.revocation[{i}]"), s, "ca.crl"))
         .collect::<Result<Vec<_>, _>>()?;
-    let b = bundle::build(&anchors, &crls, now)
-        .map_err(|e| format!("ClientAuthPolicy {ns}/{name}: {e}"))?;
+    let b = bundle::build(&anchors, &crls, now).map_err(|error| HostError::Bundle {
+        policy: policy(),
+        error: Box::new(error),
+    })?;
     let ders: Vec<Vec<u8>> = b.anchors.iter().map(|a| a.der.clone()).collect();
     let verifier = tls::client_verifier(
         &ders,
@@ -563,7 +586,10 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
         p.spec.mode == ClientAuthMode::Require,
         p.spec.verify_depth,
     )
-    .map_err(|e| format!("ClientAuthPolicy {ns}/{name}: {e}"))?;
+    .map_err(|error| HostError::Verifier {
+        policy: policy(),
+        error,
+    })?;
     Ok(PolicyTls {
         verifier,
         allowed: p.spec.allowed_clients.clone(),
@@ -585,30 +611,34 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
     })
 }
 
-fn server_cert(
-    idx: &Index,
-    ns: &str,
-    name: &str,
-) -> Result<(Arc<rustls::sign::CertifiedKey>, i64), String> {
+/// A host's served certificate and its notAfter (Unix seconds).
+type ServerCert = (Arc<rustls::sign::CertifiedKey>, i64);
+
+fn server_cert(idx: &Index, ns: &str, name: &str) -> Result<ServerCert, HostError> {
+    let secret = || format!("{ns}/{name}");
     let s = idx
         .secrets
         .get(&(ns, name))
-        .ok_or_else(|| format!("TLS Secret {ns}/{name} not found"))?;
-    let data = s.data.clone().unwrap_or_default();
-    let get = |k: &str| {
-        data.get(k)
-            .map(|b| b.0.clone())
-            .ok_or_else(|| format!("TLS Secret {ns}/{name} has no {k}"))
+        .ok_or_else(|| HostError::SecretNotFound { secret: secret() })?;
+    let get = |key: &'static str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.as_slice())
+            .ok_or_else(|| HostError::SecretKeyMissing {
+                secret: secret(),
+                key,
+            })
     };
     let (crt, key) = (get("tls.crt")?, get("tls.key")?);
     let label = format!("Secret {ns}/{name}");
     let ck = tls::certified_key_from_pem(
-        &crt,
-        &key,
+        crt,
+        key,
         &format!("{label} tls.crt"),
         &format!("{label} tls.key"),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| HostError::Certificate(Arc::new(e)))?;
     let not_after = ck
         .cert
         .first()
@@ -623,27 +653,21 @@ fn build_host(
     d: Draft,
     idx: &Index,
     now: i64,
-    certs: &mut HashMap<String, Result<(Arc<rustls::sign::CertifiedKey>, i64), String>>,
-    verifiers: &mut HashMap<String, Result<PolicyTls, String>>,
-) -> Result<HostEntry, Problem> {
+    certs: &mut HashMap<String, Result<ServerCert, HostError>>,
+    verifiers: &mut HashMap<String, Result<PolicyTls, HostError>>,
+) -> Result<HostEntry, HostError> {
     let ns = d.namespace.as_str();
     let secret_id = format!("{ns}/{}", d.secret);
-    let fail = |message: String| Problem {
-        object: format!("Ingress {}", d.ingress),
-        message,
-    };
     let (cert, cert_not_after) = certs
         .entry(secret_id.clone())
         .or_insert_with(|| server_cert(idx, ns, &d.secret))
-        .clone()
-        .map_err(fail)?;
+        .clone()?;
     let policy = match &d.policy {
         Some(name) => Some(
             verifiers
                 .entry(format!("{ns}/{name}"))
                 .or_insert_with(|| policy_tls(idx, ns, name, now))
-                .clone()
-                .map_err(fail)?,
+                .clone()?,
         ),
         None => None,
     };
@@ -659,7 +683,7 @@ fn build_host(
         })
         .unwrap_or_default();
     let config = tls::host_server_config(cert, policy.as_ref().map(|p| p.verifier.clone()))
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(HostError::ServerConfig)?;
     let mut expiries = vec![Expiry {
         secret: secret_id.clone(),
         not_after: cert_not_after,
@@ -758,11 +782,10 @@ mod tests {
             snap.problems
         );
         assert!(snap.lookup("plain.apps.example.com").is_none());
-        assert!(
-            snap.problems
-                .iter()
-                .any(|p| p.message.contains("missing") && p.message.contains("is not served"))
-        );
+        assert!(snap.problems.iter().any(|p| {
+            let text = p.issue.to_string();
+            text.contains("missing") && text.contains("is not served")
+        }));
     }
 
     #[test]

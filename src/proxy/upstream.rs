@@ -8,7 +8,6 @@
 //! every request.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,25 +33,29 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const SWEEP_EVERY: u64 = 4096;
 
 /// Why an upstream request failed: the client gets a 502.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UpstreamError {
-    /// No TCP connection: refused, unreachable, or not within the connect
-    /// timeout.
-    Connect(SocketAddr, std::io::Error),
+    /// No TCP connection: refused or unreachable.
+    #[error("connecting to {addr}: {error}")]
+    Connect {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// No TCP connection within the connect timeout.
+    #[error("connecting to {addr}: no connection within {after:?}")]
+    ConnectTimeout {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The connect timeout.
+        after: Duration,
+    },
     /// The HTTP/1.1 exchange failed.
+    #[error("{0}")]
     Http(hyper::Error),
 }
-
-impl fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UpstreamError::Connect(addr, e) => write!(f, "connecting to {addr}: {e}"),
-            UpstreamError::Http(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for UpstreamError {}
 
 struct Idle<B> {
     sender: SendRequest<B>,
@@ -159,15 +162,12 @@ where
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<B>, UpstreamError> {
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(UpstreamError::Connect(addr, e)),
+            Ok(Err(error)) => return Err(UpstreamError::Connect { addr, error }),
             Err(_) => {
-                return Err(UpstreamError::Connect(
+                return Err(UpstreamError::ConnectTimeout {
                     addr,
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no connection within {:?}", self.connect_timeout),
-                    ),
-                ));
+                    after: self.connect_timeout,
+                });
             }
         };
         let _ = tcp.set_nodelay(true);
@@ -409,7 +409,7 @@ mod tests {
             panic!("a request to a closed port was answered");
         };
         assert!(
-            matches!(err, UpstreamError::Connect(a, _) if a == addr),
+            matches!(err, UpstreamError::Connect { addr: a, .. } if a == addr),
             "{err}"
         );
         assert!(err.to_string().contains(&addr.to_string()), "{err}");

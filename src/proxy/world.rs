@@ -3,12 +3,15 @@
 //! snapshot builder turns it into routing and TLS state.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::Value;
+
+use super::problem::{Issue, Problem};
 
 use crate::check::DEFAULT_NAMESPACE;
 use crate::clientauth::ClientAuthPolicy;
@@ -31,25 +34,13 @@ pub struct World {
     pub endpoint_slices: Vec<EndpointSlice>,
 }
 
-/// An object that could not be read; it is left out and reported.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// `Kind namespace/name`, or the file and document.
-    pub object: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.object, self.message)
-    }
-}
-
 fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T, Problem> {
     serde_json::from_value(doc.value.clone()).map_err(|e| Problem {
         object: format!("{} document {}", doc.source, doc.index),
-        message: format!("not a valid {}: {e}", doc.type_meta().1),
+        issue: Issue::Undecodable {
+            kind: doc.type_meta().1.to_string(),
+            why: Arc::new(e),
+        },
     })
 }
 
