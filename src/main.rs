@@ -1,5 +1,7 @@
 //! Command line only: every command is a function of the library.
 
+#![deny(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

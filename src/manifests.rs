@@ -4,13 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use serde_saphyr::Spanned;
+use serde_saphyr::granit_parser::{Event, Parser};
 
 /// One object, and where it came from.
 #[derive(Clone, Debug)]
 pub struct Document {
     /// The file (or `-` for stdin).
     pub source: String,
-    /// 1-based position of the YAML document in the file.
+    /// 1-based position of the document in the file, counting empty ones.
     pub index: usize,
     /// The object.
     pub value: Value,
@@ -41,7 +43,7 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     /// A document is not valid YAML or JSON, or not a Kubernetes object.
-    /// Line numbers inside `message` count from the document's first line.
+    /// Line numbers inside `message` count from the top of the file.
     #[error("{path}: document {index}: {message}")]
     Parse {
         /// The file.
@@ -122,49 +124,78 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
     Ok(docs)
 }
 
-/// Splits on `---` lines, as kubectl's YAML reader does, keeping each
-/// document's first line number. JSON is YAML, so a JSON file is one document.
-fn split_documents(text: &str) -> Vec<(usize, &str)> {
-    let mut docs = Vec::new();
-    let (mut start, mut start_line) = (0, 1);
-    let mut offset = 0;
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let bare = line.trim_end();
-        if bare == "---" || bare.starts_with("--- ") || bare == "..." {
-            docs.push((start_line, &text[start..offset]));
-            start = offset + line.len();
-            start_line = n + 2;
-        }
-        offset += line.len();
+/// A file's documents with their 1-based numbers, or the number of the one
+/// that could not be read and why. JSON is YAML, but a file that starts like
+/// JSON is first read as a stream of JSON values (as `kubectl apply` reads
+/// one): for broken JSON, serde_json's message is the clearer one.
+fn documents(text: &str) -> Result<Vec<(usize, Value)>, (usize, String)> {
+    if !text.trim_start().starts_with(['{', '[']) {
+        return yaml_documents(text);
     }
-    docs.push((start_line, &text[start..]));
-    docs
+    let mut docs = Vec::new();
+    for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+        match value {
+            Ok(value) => docs.push((docs.len() + 1, value)),
+            // JSON-looking YAML (`{kind: Namespace}`) is still YAML.
+            Err(json) => {
+                return yaml_documents(text).map_err(|_| (docs.len() + 1, json.to_string()));
+            }
+        }
+    }
+    Ok(docs)
 }
 
-fn is_blank_yaml(doc: &str) -> bool {
-    doc.lines().all(|l| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#') || t.starts_with('%')
-    })
+/// serde-saphyr's multi-document reader, which skips empty and null
+/// documents and reports lines from the top of the file. It does not say
+/// which document a value or an error belongs to, so the parser's
+/// document-start events are counted for that.
+fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, (usize, String)> {
+    let starts = document_starts(text);
+    // The document a position (1-based line and column) falls in.
+    let number = |line: u64, column: u64| starts.partition_point(|&s| s <= (line, column)).max(1);
+    match serde_saphyr::from_multiple::<Spanned<Value>>(text) {
+        Ok(docs) => Ok(docs
+            .into_iter()
+            .map(|d| (number(d.referenced.line(), d.referenced.column()), d.value))
+            .collect()),
+        Err(e) => {
+            let index = match e.location() {
+                Some(at) => number(at.line(), at.column()),
+                // Unplaced: the last document the parser got into.
+                None => starts.len().max(1),
+            };
+            Err((index, e.to_string()))
+        }
+    }
+}
+
+/// Where each document of a YAML stream starts (1-based line and column),
+/// up to the first syntax error.
+fn document_starts(text: &str) -> Vec<(u64, u64)> {
+    let mut parser = Parser::new_from_str(text);
+    let mut starts = Vec::new();
+    while let Some(Ok((event, span))) = parser.next_event() {
+        if let Event::DocumentStart(..) = event {
+            let at = span.start;
+            starts.push((at.line() as u64, at.col() as u64 + 1));
+        }
+    }
+    starts
 }
 
 /// Parses one file's text into objects.
 pub fn parse_text(source: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
     let mut out = Vec::new();
-    for (i, (first_line, doc)) in split_documents(text).into_iter().enumerate() {
-        let index = i + 1;
-        if is_blank_yaml(doc) {
-            continue;
-        }
+    let docs = documents(text).map_err(|(index, message)| ManifestError::Parse {
+        path: source.to_string(),
+        index,
+        message,
+    })?;
+    for (index, value) in docs {
         let parse_err = |message: String| ManifestError::Parse {
             path: source.to_string(),
             index,
-            message: format!("(starts at line {first_line}) {message}"),
-        };
-        let value: Value = if doc.trim_start().starts_with(['{', '[']) {
-            serde_json::from_str(doc).map_err(|e| parse_err(e.to_string()))?
-        } else {
-            serde_saphyr::from_str(doc).map_err(|e| parse_err(e.to_string()))?
+            message,
         };
         if value.is_null() {
             continue;
@@ -210,10 +241,41 @@ mod tests {
         let text = "# leading comment\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\n# only a comment\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\n";
         let docs = parse_text("f.yaml", text).unwrap();
         assert_eq!(docs.len(), 2);
+        // Numbered as the YAML parser counts documents: the comment before
+        // the first `---` is not one, the two empty ones between are.
         assert_eq!(docs[0].type_meta(), ("v1", "Namespace"));
-        assert_eq!(docs[0].index, 2);
+        assert_eq!(docs[0].index, 1);
         assert_eq!(docs[1].type_meta(), ("v1", "Secret"));
-        assert_eq!(docs[1].index, 5);
+        assert_eq!(docs[1].index, 4);
+    }
+
+    #[test]
+    fn content_on_the_document_marker_line_is_kept() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n\
+            --- {apiVersion: networking.k8s.io/v1, kind: Ingress, metadata: {name: web}}\n\
+            --- !Secret\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\n\
+            ...\n\
+            --- # a comment on the marker\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+        let docs = parse_text("f.yaml", text).unwrap();
+        let seen: Vec<_> = docs
+            .iter()
+            .map(|d| {
+                (
+                    d.index,
+                    d.type_meta().1,
+                    d.value["metadata"]["name"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "Namespace", Some("a")),
+                (2, "Ingress", Some("web")),
+                (3, "Secret", Some("s")),
+                (4, "ConfigMap", Some("c")),
+            ]
+        );
     }
 
     #[test]
@@ -225,10 +287,41 @@ mod tests {
     }
 
     #[test]
+    fn json_streams_and_json_looking_yaml() {
+        let text = "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\"}\n{\"apiVersion\": \"v1\", \"kind\": \"Secret\"}\n";
+        let docs = parse_text("f.json", text).unwrap();
+        let seen: Vec<_> = docs.iter().map(|d| (d.index, d.type_meta().1)).collect();
+        assert_eq!(seen, [(1, "Namespace"), (2, "Secret")]);
+        // A flow mapping is YAML, not JSON.
+        let docs = parse_text(
+            "f.yaml",
+            "{apiVersion: v1, kind: Namespace}\n---\nkind: Secret\n",
+        )
+        .unwrap();
+        let seen: Vec<_> = docs.iter().map(|d| (d.index, d.type_meta().1)).collect();
+        assert_eq!(seen, [(1, "Namespace"), (2, "Secret")]);
+        // Broken JSON is reported by the JSON parser.
+        let err = parse_text("f.json", "{\"apiVersion\": \"v1\",, }")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "f.json: document 1: key must be a string at line 1 column 21"
+        );
+    }
+
+    #[test]
     fn errors_name_file_and_document() {
         let text = "apiVersion: v1\nkind: Namespace\n---\nkind: [unclosed\n";
         let err = parse_text("bad.yaml", text).unwrap_err().to_string();
         assert!(err.starts_with("bad.yaml: document 2: "), "{err}");
+        // Lines count from the top of the file; a leading `---` opens
+        // document 1.
+        let err = parse_text("bad.yaml", &format!("---\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bad.yaml: document 2: "), "{err}");
+        assert!(err.contains("line 5 column 7"), "{err}");
         let err = parse_text("s.yaml", "just a string\n")
             .unwrap_err()
             .to_string();

@@ -3,32 +3,99 @@
 //! its CEL rules, evaluated by kube-rs's kube-cel) accepts the samples and
 //! refuses what the API server would refuse.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use kube::CustomResourceExt;
 use serde_json::{Value, json};
+use tlsward::clientauth::ClientAuthPolicy;
 
 const CRD_FILE: &str = "crds/clientauthpolicies.tlsward.io.yaml";
+const CHART_CRD_FILE: &str = "charts/tlsward/crds/clientauthpolicies.tlsward.io.yaml";
 
 fn crd() -> Value {
     let text = std::fs::read_to_string(CRD_FILE).unwrap();
     serde_saphyr::from_str(&text).unwrap()
 }
 
+fn schema_of(crd: &Value) -> Value {
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// The schema the Rust types generate now; `crds_dir_matches_the_rust_types`
+/// holds crds/ to it, so a change to the types shows here at once.
 fn schema() -> Value {
-    crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    schema_of(&serde_json::to_value(ClientAuthPolicy::crd()).unwrap())
+}
+
+/// One refusal, as the API server would report it: the field (a path such
+/// as `spec.trustAnchors[0].secretRef.name`) and what it breaks (the JSON
+/// Schema keyword, such as `enum` or `maximum`, or the CEL rule's message).
+#[derive(Debug, PartialEq)]
+struct Problem {
+    field: String,
+    breaks: String,
+}
+
+fn problem(field: &str, breaks: &str) -> Problem {
+    Problem {
+        field: field.into(),
+        breaks: breaks.into(),
+    }
+}
+
+/// `/spec/trustAnchors/0/secretRef` as `spec.trustAnchors[0].secretRef`.
+fn field_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').skip(1) {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// Every error the API server's schema and CEL validation would report.
-fn problems(object: &Value) -> Vec<String> {
+fn problems(object: &Value) -> Vec<Problem> {
     let schema = schema();
-    let mut out: Vec<String> = jsonschema::validator_for(&schema)
-        .expect("the CRD schema compiles as JSON Schema")
+    let validator =
+        jsonschema::validator_for(&schema).expect("the CRD schema compiles as JSON Schema");
+    let mut out: Vec<Problem> = validator
         .iter_errors(object)
-        .map(|e| format!("{}: {e}", e.instance_path()))
+        .map(|e| {
+            let field = field_path(e.instance_path().as_str());
+            match e.kind() {
+                // Reported on the parent object: name the missing field.
+                jsonschema::error::ValidationErrorKind::Required { property } => {
+                    let name = property.as_str().unwrap_or_default();
+                    let field = if field.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{field}.{name}")
+                    };
+                    Problem {
+                        field,
+                        breaks: "required".into(),
+                    }
+                }
+                kind => Problem {
+                    field,
+                    breaks: kind.keyword().into(),
+                },
+            }
+        })
         .collect();
     if let Err(errs) = kube_cel::Validator::new().validate(&schema, object, None) {
-        out.extend(errs.iter().map(|e| e.to_string()));
+        out.extend(errs.as_slice().iter().map(|e| Problem {
+            field: e.field_path.clone(),
+            breaks: e.message.clone(),
+        }));
     }
     out
 }
@@ -95,36 +162,130 @@ fn crd_shape() {
     );
 }
 
+/// Every field (property) under `node`, by path, and whether it has a
+/// description. Looks everywhere a property can sit: under properties, items
+/// (one schema or a list), additionalProperties, anyOf, oneOf, allOf and not.
+/// A field under a junctor (anyOf ...) counts as documented if it is
+/// documented anywhere: structural schemas forbid descriptions there.
+fn fields(path: &str, node: &Value, out: &mut BTreeMap<String, bool>) {
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (name, sub) in props {
+            let p = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            let documented = sub
+                .get("description")
+                .and_then(Value::as_str)
+                .is_some_and(|d| !d.trim().is_empty());
+            *out.entry(p.clone()).or_default() |= documented;
+            fields(&p, sub, out);
+        }
+    }
+    match node.get("items") {
+        Some(Value::Array(tuple)) => tuple
+            .iter()
+            .for_each(|s| fields(&format!("{path}[]"), s, out)),
+        Some(items) => fields(&format!("{path}[]"), items, out),
+        None => {}
+    }
+    if let Some(values) = node.get("additionalProperties") {
+        fields(&format!("{path}.*"), values, out);
+    }
+    for junctor in ["anyOf", "oneOf", "allOf"] {
+        for sub in node
+            .get(junctor)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            fields(path, sub, out);
+        }
+    }
+    if let Some(not) = node.get("not") {
+        fields(path, not, out);
+    }
+}
+
+fn undocumented(fields: &BTreeMap<String, bool>) -> Vec<&str> {
+    fields
+        .iter()
+        .filter(|(_, documented)| !**documented)
+        .map(|(path, _)| path.as_str())
+        .collect()
+}
+
+#[test]
+fn field_walk_reaches_every_kind_of_subschema() {
+    // The generated CRD has none of these today; the walk must still look.
+    let schema = json!({"properties": {"spec": {"description": "d", "properties": {
+        "list": {"description": "d", "items": {"properties": {"inItems": {}}}},
+        "tuple": {"description": "d", "items": [{"properties": {"inTuple": {}}}]},
+        "map": {"description": "d", "additionalProperties": {"properties": {"inMap": {}}}},
+        "any": {"description": "d", "anyOf": [{"properties": {"inAnyOf": {}}}]},
+        "one": {"description": "d", "oneOf": [{"properties": {"inOneOf": {}}}]},
+        "all": {"description": "d", "allOf": [{"properties": {"inAllOf": {}}}]},
+        "not": {"description": "d", "not": {"properties": {"inNot": {}}}},
+        "restated": {"description": "d", "properties": {"x": {"description": "d"}},
+                     "anyOf": [{"properties": {"x": {}}}]}
+    }}}});
+    let mut found = BTreeMap::new();
+    fields("", &schema, &mut found);
+    assert_eq!(
+        undocumented(&found),
+        [
+            "spec.all.inAllOf",
+            "spec.any.inAnyOf",
+            "spec.list[].inItems",
+            "spec.map.*.inMap",
+            "spec.not.inNot",
+            "spec.one.inOneOf",
+            "spec.tuple[].inTuple",
+        ]
+    );
+    assert!(found["spec.restated.x"], "documented outside the anyOf");
+}
+
 /// `kubectl explain` shows descriptions; a field without one is a hole.
 #[test]
 fn every_field_is_documented() {
-    fn walk(path: &str, node: &Value, missing: &mut Vec<String>) {
-        if let Some(props) = node.get("properties").and_then(Value::as_object) {
-            for (name, sub) in props {
-                let p = format!("{path}.{name}");
-                let documented = sub
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .is_some_and(|d| !d.trim().is_empty());
-                if !documented {
-                    missing.push(p.clone());
-                }
-                walk(&p, sub, missing);
-            }
+    let stored = |path: &str| -> Value {
+        serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    for (what, schema) in [
+        ("the Rust types", schema()),
+        (CRD_FILE, schema_of(&stored(CRD_FILE))),
+        (CHART_CRD_FILE, schema_of(&stored(CHART_CRD_FILE))),
+    ] {
+        let mut found = BTreeMap::new();
+        fields("", &schema, &mut found);
+        // The walk reached the deepest fields, through lists and optional
+        // structs, in both spec and status.
+        for deep in [
+            "spec.trustAnchors[].secretRef.name",
+            "spec.revocation[].configMapRef.key",
+            "spec.ingressSelector.matchExpressions[].operator",
+            "spec.allowedClients.spkiSha256",
+            "status.conditions[].lastTransitionTime",
+            "status.bundle.notAfter",
+        ] {
+            assert!(
+                found.contains_key(deep),
+                "{what}: {deep} not reached: {found:?}"
+            );
         }
-        if let Some(items) = node.get("items") {
-            walk(&format!("{path}[]"), items, missing);
-        }
+        assert!(
+            found.len() >= 49,
+            "{what}: only {} fields reached: {found:?}",
+            found.len()
+        );
+        let missing = undocumented(&found);
+        assert!(
+            missing.is_empty(),
+            "{what}: fields without a description: {missing:?}"
+        );
     }
-    let mut missing = Vec::new();
-    let root = schema();
-    for top in ["spec", "status"] {
-        walk(top, &root["properties"][top], &mut missing);
-    }
-    assert!(
-        missing.is_empty(),
-        "fields without a description: {missing:?}"
-    );
 }
 
 #[test]
@@ -148,57 +309,109 @@ fn schema_accepts_the_samples() {
 
 #[test]
 fn schema_refuses_two_source_kinds_and_no_source() {
+    let rule = "set exactly one of secretRef, configMapRef or inline";
     let two = policy(json!({"trustAnchors": [
         {"secretRef": {"name": "ca"}, "inline": "-----BEGIN CERTIFICATE-----"}]}));
-    let p = problems(&two);
-    assert!(
-        p.iter()
-            .any(|e| e.contains("set exactly one of secretRef, configMapRef or inline")),
-        "{p:?}"
-    );
+    assert_eq!(problems(&two), [problem("spec.trustAnchors[0]", rule)]);
     let none = policy(json!({"trustAnchors": [{}]}));
-    assert!(!problems(&none).is_empty());
+    assert_eq!(problems(&none), [problem("spec.trustAnchors[0]", rule)]);
     let two_in_revocation = policy(json!({"trustAnchors": [{"secretRef": {"name": "ca"}}],
         "revocation": [{"secretRef": {"name": "crl"}, "configMapRef": {"name": "crl"}}]}));
-    assert!(!problems(&two_in_revocation).is_empty());
+    assert_eq!(
+        problems(&two_in_revocation),
+        [problem("spec.revocation[0]", rule)]
+    );
     let one = policy(json!({"trustAnchors": [{"configMapRef": {"name": "ca"}}]}));
-    assert!(problems(&one).is_empty(), "{:?}", problems(&one));
+    assert_eq!(problems(&one), []);
 }
 
 #[test]
 fn schema_refuses_bad_enums_and_bounds() {
     let anchors = json!([{"secretRef": {"name": "ca"}}]);
-    for (what, spec) in [
+    let many = |n| json!(vec![json!({"secretRef": {"name": "ca"}}); n]);
+    // The same policy without the bad value is accepted, so each case is
+    // refused for its own field alone.
+    assert_eq!(problems(&policy(json!({"trustAnchors": anchors}))), []);
+    assert_eq!(
+        problems(&policy(
+            json!({"trustAnchors": many(64), "revocation": many(64)})
+        )),
+        []
+    );
+    for (what, object, expected) in [
         (
             "mode",
-            json!({"mode": "Sometimes", "trustAnchors": anchors}),
+            policy(json!({"mode": "Sometimes", "trustAnchors": anchors})),
+            problem("spec.mode", "enum"),
         ),
         (
             "verifyDepth 0",
-            json!({"verifyDepth": 0, "trustAnchors": anchors}),
+            policy(json!({"verifyDepth": 0, "trustAnchors": anchors})),
+            problem("spec.verifyDepth", "minimum"),
         ),
         (
             "verifyDepth 11",
-            json!({"verifyDepth": 11, "trustAnchors": anchors}),
+            policy(json!({"verifyDepth": 11, "trustAnchors": anchors})),
+            problem("spec.verifyDepth", "maximum"),
         ),
-        ("no anchors", json!({"trustAnchors": []})),
-        ("missing anchors", json!({"mode": "Require"})),
+        (
+            "no anchors",
+            policy(json!({"trustAnchors": []})),
+            problem("spec.trustAnchors", "minItems"),
+        ),
+        (
+            "65 anchors",
+            policy(json!({"trustAnchors": many(65)})),
+            problem("spec.trustAnchors", "maxItems"),
+        ),
+        (
+            "65 CRLs",
+            policy(json!({"trustAnchors": anchors, "revocation": many(65)})),
+            problem("spec.revocation", "maxItems"),
+        ),
+        (
+            "missing anchors",
+            policy(json!({"mode": "Require"})),
+            problem("spec.trustAnchors", "required"),
+        ),
+        (
+            "empty Secret name",
+            policy(json!({"trustAnchors": [{"secretRef": {"name": ""}}]})),
+            problem("spec.trustAnchors[0].secretRef.name", "minLength"),
+        ),
+        (
+            "empty inline PEM",
+            policy(json!({"trustAnchors": [{"inline": ""}]})),
+            problem("spec.trustAnchors[0].inline", "minLength"),
+        ),
         (
             "forwardClientCert",
-            json!({"forwardClientCert": "Always", "trustAnchors": anchors}),
+            policy(json!({"forwardClientCert": "Always", "trustAnchors": anchors})),
+            problem("spec.forwardClientCert", "enum"),
         ),
         (
             "spki pin",
-            json!({"trustAnchors": anchors, "allowedClients": {"spkiSha256": ["XYZ"]}}),
+            policy(json!({"trustAnchors": anchors, "allowedClients": {"spkiSha256": ["XYZ"]}})),
+            problem("spec.allowedClients.spkiSha256[0]", "pattern"),
         ),
         (
             "target name",
-            json!({"trustAnchors": anchors, "target": {"secretName": "Bad_Name"}}),
+            policy(json!({"trustAnchors": anchors, "target": {"secretName": "Bad_Name"}})),
+            problem("spec.target.secretName", "pattern"),
+        ),
+        (
+            "policy name of 64 characters",
+            {
+                let mut p = policy(json!({"trustAnchors": anchors}));
+                p["metadata"]["name"] = json!("p".repeat(64));
+                p
+            },
+            problem(
+                "",
+                "metadata.name must be at most 63 characters: it becomes the tlsward.io/policy label value on the bundle Secret",
+            ),
         ),
     ] {
-        assert!(
-            !problems(&policy(spec)).is_empty(),
-            "{what} must be refused"
-        );
+        assert_eq!(problems(&object), [expected], "{what}");
     }
 }

@@ -311,10 +311,14 @@ impl<'a> Coverage<'a> {
 fn host_problem(field: String, host: &str, problem: NameProblem) -> Violation {
     let message = match problem {
         NameProblem::NotAscii(Some(ascii)) => {
-            format!("{host:?} is not ASCII: write its IDNA (punycode) form {ascii:?}")
+            format!(
+                "{host:?} is not ASCII: write it as {ascii:?} (the punycode form of the name as typed)"
+            )
         }
         NameProblem::NotAscii(None) => {
-            format!("{host:?} is not ASCII and has no IDNA form: use a valid DNS name")
+            format!(
+                "{host:?} is not ASCII, and its punycode form is not a valid DNS name either: use a valid DNS name"
+            )
         }
         NameProblem::Syntax => format!(
             "{host:?} is not a valid DNS name: use lower-case labels of letters, digits and '-', optionally starting with '*.'"

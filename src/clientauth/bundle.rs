@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, SecondsFormat};
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use sha2::{Digest, Sha256};
 
@@ -721,10 +720,12 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// `2026-11-23T10:00:00Z`: whole seconds, UTC, as the operator writes
+/// status times.
 fn rfc3339(unix: i64) -> String {
-    DateTime::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("@{unix}"))
+    k8s_openapi::jiff::Timestamp::from_second(unix)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("@{unix}"))
 }
 
 fn name_or_empty(name: String) -> String {
