@@ -412,12 +412,15 @@ impl Visit for FieldWriter<'_> {
                     }
                 }
                 Role::Value => {
-                    if find(&w[start..], &QUOTED_ESCAPED).is_some() {
-                        let raw = w.split_off(start);
-                        text_quoted(w, &raw)?;
-                    } else if find(&w[start..], &VALUE_QUOTED).is_some() {
-                        w.insert(start, '"');
-                        w.push('"');
+                    // What needs escaping needs quotes too: one scan if neither.
+                    if let Some(i) = find(&w[start..], &VALUE_QUOTED) {
+                        if find(&w[start + i..], &QUOTED_ESCAPED).is_some() {
+                            let raw = w.split_off(start);
+                            text_quoted(w, &raw)?;
+                        } else {
+                            w.insert(start, '"');
+                            w.push('"');
+                        }
                     }
                 }
             }
