@@ -36,19 +36,35 @@ pub type LogGuard = log_writer::Flusher;
 /// When the buffer is full the caller writes it out itself, so lines wait
 /// but are never dropped (review and access logs are an audit trail).
 pub fn init_logging(format: LogFormat, level: &str) -> LogGuard {
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, flusher) = log_writer::batched(std::io::stderr());
-    let json = format == LogFormat::Json;
     // A second init (tests) is harmless; ignore it.
-    let _ = tracing_subscriber::fmt()
+    let _ = subscriber(format, filter, ansi, writer).try_init();
+    flusher
+}
+
+/// The subscriber [`init_logging`] installs, writing its lines to `writer`
+/// (tests capture production's lines through it). `ansi` colours the level
+/// of text lines.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> tracing_subscriber::fmt::Subscriber<log_format::LineFields, log_format::LineFormat, EnvFilter, W>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let json = format == LogFormat::Json;
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(ansi && !json)
         .fmt_fields(log_format::LineFields { json })
         .event_format(log_format::LineFormat { json })
-        .try_init();
-    flusher
+        .finish()
 }
 
 /// `result` label of reload counters.

@@ -502,13 +502,13 @@ impl std::io::Write for Captured {
 async fn every_reconcile_log_line_names_the_policy() {
     let out = Captured::default();
     let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    // Production's subscriber and JSON lines, at the default level.
+    let subscriber = telemetry::subscriber(
+        telemetry::LogFormat::Json,
+        tracing_subscriber::EnvFilter::new("info"),
+        false,
+        move || writer.clone(),
+    );
     let _guard = tracing::subscriber::set_default(subscriber);
     let (ctx, mut api, _) = context();
     // A failing reconcile logs a warning; a successful one logs the write.

@@ -1,11 +1,18 @@
 //! The two log line layouts, written by hand.
 //!
 //! They keep the layouts of tracing-subscriber's `Full` text format and of
-//! its flattened JSON format, but tracing-subscriber's formatters spend
-//! more on a webhook review line than the policy decision the line reports.
-//! These spend less (`cargo bench --bench log_format`; figures in
-//! docs/benchmarks.md), because values that need no escaping are copied as
-//! they are and the date is formatted once a second.
+//! its flattened JSON format at a fraction of its cost per line
+//! (`cargo bench --bench log_format`): values that need no escaping are
+//! copied as they are, and the date is formatted once a second. They also
+//! promise two things tracing-subscriber's formatters do not:
+//!
+//! - **One event is one line.** Line breaks and other [unsafe
+//!   characters](unsafe_char) are escaped wherever they appear: in values
+//!   (`%display`, `?debug` and errors too), keys, the message, span names
+//!   and the target.
+//! - **A JSON line has no duplicate key** (see [`LineFormat`]).
+//!
+//! `generated_tests` holds them to that with generated events.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write};
@@ -18,8 +25,29 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Formats events: `TIMESTAMP LEVEL spans: target: message key=value ...`
-/// as text, or one flattened JSON object per line.
+/// Formats events as text or as one flattened JSON object per line.
+///
+/// Text: `TIMESTAMP LEVEL span{key=value}:span: target: message key=value`.
+/// The message (the event's first field, when it is named `message`) is
+/// written as it is, with `\` and unsafe characters escaped. String values
+/// are always quoted; other values (numbers, `%display`, `?debug`, errors)
+/// are written bare unless they contain a space, `"`, `\`, `=`, `{`, `}` or
+/// an unsafe character, and are quoted then. Keys and span names are
+/// quoted by the same rule (span names also when they contain `:`). Inside
+/// quotes, `"`, `\` and unsafe characters are escaped as Rust escapes them:
+/// `\"`, `\\`, `\n`, `\u{1b}`.
+///
+/// JSON: `{"timestamp":..,"level":..,FIELDS,"target":..,"span":{"name":..,FIELDS}}`,
+/// with `span` the innermost span, if any. Strings are escaped as RFC 8259
+/// requires, and unsafe characters as `\uXXXX` too. NaN and infinities are
+/// the strings `"NaN"`, `"inf"` and `"-inf"`; 128-bit integers are strings,
+/// since most JSON readers round integers past 64 bits. A field is written
+/// under its name (`r#type` as `type`) unless the object already has that
+/// key: its own `timestamp`, `level`, `target` and `span` (`name` in a span
+/// object), or an earlier field's. Then it is written as `fields.NAME`,
+/// with `fields.` repeated while that is taken too. This is logrus's rule;
+/// tracing-subscriber writes the key twice, and readers keep one of the
+/// two values.
 #[derive(Clone, Copy, Debug)]
 pub struct LineFormat {
     /// One JSON object per line instead of text.
@@ -34,11 +62,21 @@ pub struct LineFields {
     pub json: bool,
 }
 
+/// The keys a JSON line writes itself.
+const LINE_KEYS: &[&str] = &["timestamp", "level", "target", "span"];
+/// The key a JSON span object writes itself.
+const SPAN_KEYS: &[&str] = &["name"];
+/// What a JSON key that is taken gets in front of it.
+const RENAMED: &str = "fields.";
+
 impl<'w> FormatFields<'w> for LineFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut v = FieldWriter::new(&mut writer, self.json, true);
+        // Formatted apart: quoting a value rewrites it in place.
+        let mut text = String::new();
+        let mut v = FieldWriter::new(&mut text, self.json, true, SPAN_KEYS);
         fields.record(&mut v);
-        v.result
+        v.result?;
+        writer.write_str(&text)
     }
 
     fn add_fields(
@@ -46,9 +84,10 @@ impl<'w> FormatFields<'w> for LineFields {
         current: &'w mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        let first = current.fields.is_empty();
-        let mut writer = current.as_writer();
-        let mut v = FieldWriter::new(&mut writer, self.json, first);
+        let earlier = current.fields.len();
+        let mut v = FieldWriter::new(&mut current.fields, self.json, earlier == 0, SPAN_KEYS);
+        // The keys the span has already are taken too.
+        v.earlier = earlier;
         fields.record(&mut v);
         v.result
     }
@@ -103,140 +142,248 @@ impl LineFormat {
     {
         let meta = event.metadata();
         if self.json {
-            w.write_str("{\"timestamp\":\"")?;
+            w.push_str("{\"timestamp\":\"");
             write_timestamp(w, SystemTime::now())?;
-            w.write_str("\",\"level\":\"")?;
-            w.write_str(meta.level().as_str())?;
-            w.write_char('"')?;
-            let mut v = FieldWriter::new(w, true, false);
+            w.push_str("\",\"level\":\"");
+            w.push_str(meta.level().as_str());
+            w.push('"');
+            let mut v = FieldWriter::new(w, true, false, LINE_KEYS);
             event.record(&mut v);
             v.result?;
-            w.write_str(",\"target\":")?;
+            w.push_str(",\"target\":");
             json_str(w, meta.target())?;
             if let Some(span) = ctx.lookup_current() {
-                w.write_str(",\"span\":{\"name\":")?;
+                w.push_str(",\"span\":{\"name\":");
                 json_str(w, span.name())?;
                 if let Some(f) = span.extensions().get::<FormattedFields<N>>()
                     && !f.fields.is_empty()
                 {
-                    w.write_char(',')?;
-                    w.write_str(&f.fields)?;
+                    w.push(',');
+                    w.push_str(&f.fields);
                 }
-                w.write_char('}')?;
+                w.push('}');
             }
-            return w.write_str("}\n");
+            w.push_str("}\n");
+            return Ok(());
         }
         write_timestamp(w, SystemTime::now())?;
-        w.write_char(' ')?;
+        w.push(' ');
         write_level(w, meta.level(), ansi)?;
-        w.write_char(' ')?;
+        w.push(' ');
         if let Some(scope) = ctx.event_scope() {
             let mut any = false;
             for span in scope.from_root() {
                 any = true;
-                w.write_str(span.name())?;
+                text_name(w, span.name(), &SPAN_NAME_QUOTED)?;
                 if let Some(f) = span.extensions().get::<FormattedFields<N>>()
                     && !f.fields.is_empty()
                 {
-                    write!(w, "{{{}}}", f.fields)?;
+                    w.push('{');
+                    w.push_str(&f.fields);
+                    w.push('}');
                 }
-                w.write_char(':')?;
+                w.push(':');
             }
             if any {
-                w.write_char(' ')?;
+                w.push(' ');
             }
         }
-        w.write_str(meta.target())?;
-        w.write_str(": ")?;
-        let mut v = FieldWriter::new(w, false, true);
+        // Written by code, not by clients, but escaped all the same.
+        text_escaped(w, meta.target(), &MESSAGE_ESCAPED)?;
+        w.push_str(": ");
+        let mut v = FieldWriter::new(w, false, true, LINE_KEYS);
+        v.message_due = true;
         event.record(&mut v);
         v.result?;
-        w.write_char('\n')
+        w.push('\n');
+        Ok(())
+    }
+}
+
+/// A JSON key: `RENAMED` `prefixes` times, then the field's name.
+#[derive(Clone, Copy)]
+struct Key {
+    prefixes: u32,
+    name: &'static str,
+}
+
+impl Key {
+    /// Whether this key is `RENAMED` `prefixes` times, then `name`.
+    fn is(self, mut prefixes: u32, mut name: &str) -> bool {
+        let common = self.prefixes.min(prefixes);
+        let (mut mine, mut own) = (self.prefixes - common, self.name);
+        prefixes -= common;
+        // One side has no prefixes left: the other's must be in its name.
+        while mine > 0 {
+            let Some(rest) = name.strip_prefix(RENAMED) else {
+                return false;
+            };
+            name = rest;
+            mine -= 1;
+        }
+        while prefixes > 0 {
+            let Some(rest) = own.strip_prefix(RENAMED) else {
+                return false;
+            };
+            own = rest;
+            prefixes -= 1;
+        }
+        own == name
     }
 }
 
 /// Writes `key=value` (text) or `"key":value` (JSON) pairs, separated by a
-/// space or a comma. `first` says whether a separator is due before the
-/// first pair.
-struct FieldWriter<'a, W: Write> {
-    w: &'a mut W,
+/// space or a comma.
+struct FieldWriter<'a> {
+    w: &'a mut String,
     json: bool,
+    /// No separator is due before the next pair.
     first: bool,
+    /// Text: the next field is the event's first, the message if it is
+    /// named `message`.
+    message_due: bool,
+    /// JSON: the keys the object writes itself.
+    reserved: &'static [&'static str],
+    /// JSON: how much of `w` holds the object's earlier keys (a span's,
+    /// when more of its fields are recorded).
+    earlier: usize,
+    /// JSON: the keys written so far; past `KEPT`, in `more_keys`.
+    keys: [Key; KEPT],
+    key_count: usize,
+    more_keys: Vec<Key>,
     result: fmt::Result,
 }
 
-impl<'a, W: Write> FieldWriter<'a, W> {
-    fn new(w: &'a mut W, json: bool, first: bool) -> Self {
+/// Keys kept without allocating: more than most events have fields.
+const KEPT: usize = 8;
+
+/// How a text value is written.
+enum Role {
+    /// As it is, escaped.
+    Message,
+    /// Bare if it can be, else quoted.
+    Value,
+}
+
+impl<'a> FieldWriter<'a> {
+    fn new(w: &'a mut String, json: bool, first: bool, reserved: &'static [&'static str]) -> Self {
         Self {
             w,
             json,
             first,
+            message_due: false,
+            reserved,
+            earlier: 0,
+            keys: [Key {
+                prefixes: 0,
+                name: "",
+            }; KEPT],
+            key_count: 0,
+            more_keys: Vec::new(),
             result: Ok(()),
         }
     }
 
+    /// Whether the object has `key` already.
+    fn taken(&self, key: Key) -> bool {
+        self.reserved.iter().any(|r| key.is(0, r))
+            || self.keys[..self.key_count.min(KEPT)]
+                .iter()
+                .chain(&self.more_keys)
+                .any(|k| key.is(k.prefixes, k.name))
+            || (self.earlier > 0 && {
+                // Rare (a span recorded more fields): compare escaped.
+                let mut mine = String::new();
+                let _ = write_json_key(&mut mine, key);
+                json_keys(&self.w[..self.earlier]).any(|k| k == mine)
+            })
+    }
+
+    /// The key `name` is written under; see [`LineFormat`].
+    fn json_key(&mut self, name: &'static str) -> Key {
+        let mut key = Key { prefixes: 0, name };
+        while self.taken(key) {
+            key.prefixes += 1;
+        }
+        if self.key_count < KEPT {
+            self.keys[self.key_count] = key;
+        } else {
+            self.more_keys.push(key);
+        }
+        self.key_count += 1;
+        key
+    }
+
     /// Writes the separator and the key; the caller writes the value.
-    fn key(&mut self, field: &Field) -> fmt::Result {
-        let sep = if self.json { ',' } else { ' ' };
+    fn key(&mut self, field: &Field) -> Result<Role, fmt::Error> {
+        let message = std::mem::take(&mut self.message_due) && field.name() == "message";
         if !std::mem::take(&mut self.first) {
-            self.w.write_char(sep)?;
+            self.w.push(if self.json { ',' } else { ' ' });
         }
         // `r#type` is the field `type`.
         let name = field.name().strip_prefix("r#").unwrap_or(field.name());
         if self.json {
-            json_str(self.w, name)?;
-            self.w.write_char(':')
-        } else if name == "message" {
-            Ok(())
+            let key = self.json_key(name);
+            write_json_key(self.w, key)?;
+            self.w.push(':');
+        } else if message {
+            return Ok(Role::Message);
         } else {
-            self.w.write_str(name)?;
-            self.w.write_char('=')
+            text_name(self.w, name, &VALUE_QUOTED)?;
+            self.w.push('=');
         }
+        Ok(Role::Value)
     }
 
-    fn record(&mut self, field: &Field, value: impl FnOnce(&mut W, bool) -> fmt::Result) {
+    fn record(
+        &mut self,
+        field: &Field,
+        value: impl FnOnce(&mut String, bool, Role) -> fmt::Result,
+    ) {
         if self.result.is_ok() {
-            self.result = self.key(field).and_then(|()| value(self.w, self.json));
+            self.result = self
+                .key(field)
+                .and_then(|role| value(self.w, self.json, role));
         }
     }
 }
 
-impl<W: Write> Visit for FieldWriter<'_, W> {
+impl Visit for FieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        let message = field.name() == "message";
-        self.record(field, |w, json| {
-            if json {
-                json_str(w, value)
-            } else if message {
-                w.write_str(value)
-            } else {
-                quoted(w, value)
-            }
+        self.record(field, |w, json, role| match (json, role) {
+            (true, _) => json_str(w, value),
+            (false, Role::Message) => text_escaped(w, value, &MESSAGE_ESCAPED),
+            (false, Role::Value) => text_quoted(w, value),
         });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record(field, |w, _| {
-            w.write_str(if value { "true" } else { "false" })
+        self.record(field, |w, _, _| {
+            w.push_str(if value { "true" } else { "false" });
+            Ok(())
         });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record(field, |w, _| w.write_str(Digits::new(value).as_str()));
+        self.record(field, |w, _, _| {
+            w.push_str(Digits::new(value).as_str());
+            Ok(())
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record(field, |w, _| {
+        self.record(field, |w, _, _| {
             if value < 0 {
-                w.write_char('-')?;
+                w.push('-');
             }
-            w.write_str(Digits::new(value.unsigned_abs()).as_str())
+            w.push_str(Digits::new(value.unsigned_abs()).as_str());
+            Ok(())
         });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinity: those become strings.
-        self.record(field, |w, json| {
+        self.record(field, |w, json, _| {
             if json && !value.is_finite() {
                 write!(w, "\"{value}\"")
             } else {
@@ -246,60 +393,218 @@ impl<W: Write> Visit for FieldWriter<'_, W> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.record(field, |w, json| {
+        self.record(field, |w, json, role| {
             if json {
-                w.write_char('"')?;
+                w.push('"');
                 write!(JsonEscaped(w), "{value:?}")?;
-                w.write_char('"')
-            } else {
-                write!(w, "{value:?}")
+                w.push('"');
+                return Ok(());
             }
+            // Written first, then escaped or quoted if it needs it: most
+            // values do not.
+            let start = w.len();
+            write!(w, "{value:?}")?;
+            match role {
+                Role::Message => {
+                    if find(&w[start..], &MESSAGE_ESCAPED).is_some() {
+                        let raw = w.split_off(start);
+                        text_escaped(w, &raw, &MESSAGE_ESCAPED)?;
+                    }
+                }
+                Role::Value => {
+                    // What needs escaping needs quotes too: one scan if neither.
+                    if let Some(i) = find(&w[start..], &VALUE_QUOTED) {
+                        if find(&w[start + i..], &QUOTED_ESCAPED).is_some() {
+                            let raw = w.split_off(start);
+                            text_quoted(w, &raw)?;
+                        } else {
+                            w.insert(start, '"');
+                            w.push('"');
+                        }
+                    }
+                }
+            }
+            Ok(())
         });
     }
 }
 
-/// A text value in double quotes, escaped as `{:?}` escapes it.
-fn quoted(w: &mut impl Write, s: &str) -> fmt::Result {
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        w.write_char('"')?;
-        w.write_str(s)?;
-        w.write_char('"')
+/// Whether a character is escaped in every text and JSON line: it ends a
+/// line (C0 and C1 controls, U+2028 and U+2029), or changes how a terminal
+/// or a viewer shows the rest of it (ESC, DEL, the bidirectional controls
+/// of CVE-2021-42574).
+pub fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// ASCII characters to find, besides the unsafe ones.
+type AsciiSet = [bool; 128];
+
+const fn ascii_set(extra: &[u8]) -> AsciiSet {
+    let mut set = [false; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        set[i] = true;
+        i += 1;
+    }
+    set[0x7f] = true;
+    let mut j = 0;
+    while j < extra.len() {
+        set[extra[j] as usize] = true;
+        j += 1;
+    }
+    set
+}
+
+/// Escaped in a message and a target.
+const MESSAGE_ESCAPED: AsciiSet = ascii_set(b"\\");
+/// Escaped in a quoted text value and in a JSON string.
+const QUOTED_ESCAPED: AsciiSet = ascii_set(b"\"\\");
+/// Quote a text value or key that contains one of these.
+const VALUE_QUOTED: AsciiSet = ascii_set(b" \"\\={}");
+/// Quote a span name that contains one of these.
+const SPAN_NAME_QUOTED: AsciiSet = ascii_set(b" \"\\={}:");
+
+/// The byte offset of the first character of `s` that `set` marks or that
+/// is unsafe. Non-ASCII characters are decoded only after the lead bytes
+/// of the unsafe ones (C1 controls, U+061C, U+200E..U+2069).
+fn find(s: &str, set: &AsciiSet) -> Option<usize> {
+    s.bytes().enumerate().find_map(|(i, b)| {
+        let hit = match b {
+            0..=0x7f => set[usize::from(b)],
+            0xc2 | 0xd8 | 0xe2 => s[i..].chars().next().is_some_and(unsafe_char),
+            _ => false,
+        };
+        hit.then_some(i)
+    })
+}
+
+/// Writes `s` with the characters `set` marks, and the unsafe ones,
+/// escaped as Rust escapes them.
+fn text_escaped(w: &mut String, s: &str, set: &AsciiSet) -> fmt::Result {
+    let mut rest = s;
+    while let Some(i) = find(rest, set) {
+        w.push_str(&rest[..i]);
+        let Some(c) = rest[i..].chars().next() else {
+            break;
+        };
+        match c {
+            '\n' => w.push_str("\\n"),
+            '\r' => w.push_str("\\r"),
+            '\t' => w.push_str("\\t"),
+            '\0' => w.push_str("\\0"),
+            '"' | '\\' => {
+                w.push('\\');
+                w.push(c);
+            }
+            c => write!(w, "\\u{{{:x}}}", u32::from(c))?,
+        }
+        rest = &rest[i + c.len_utf8()..];
+    }
+    w.push_str(rest);
+    Ok(())
+}
+
+/// A text value in double quotes.
+fn text_quoted(w: &mut String, s: &str) -> fmt::Result {
+    w.push('"');
+    text_escaped(w, s, &QUOTED_ESCAPED)?;
+    w.push('"');
+    Ok(())
+}
+
+/// A key or span name: bare unless empty or `quoted` marks a character.
+fn text_name(w: &mut String, s: &str, quoted: &AsciiSet) -> fmt::Result {
+    if s.is_empty() || find(s, quoted).is_some() {
+        text_quoted(w, s)
     } else {
-        write!(w, "{s:?}")
+        w.push_str(s);
+        Ok(())
     }
 }
 
 /// A JSON string.
-fn json_str(w: &mut impl Write, s: &str) -> fmt::Result {
-    w.write_char('"')?;
+fn json_str(w: &mut String, s: &str) -> fmt::Result {
+    w.push('"');
     JsonEscaped(w).write_str(s)?;
-    w.write_char('"')
+    w.push('"');
+    Ok(())
+}
+
+/// A JSON object key, in quotes.
+fn write_json_key(w: &mut String, key: Key) -> fmt::Result {
+    w.push('"');
+    for _ in 0..key.prefixes {
+        w.push_str(RENAMED);
+    }
+    JsonEscaped(w).write_str(key.name)?;
+    w.push('"');
+    Ok(())
+}
+
+/// The keys of a JSON object's members, `"k":v,"k":v`, as written (in
+/// quotes, escaped). The values are strings or bare scalars.
+fn json_keys(members: &str) -> impl Iterator<Item = &str> {
+    /// The length of the JSON string at the start of `s`, quotes included.
+    fn string_len(s: &str) -> usize {
+        let b = s.as_bytes();
+        let mut i = 1;
+        while i < b.len() && b[i] != b'"' {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        (i + 1).min(b.len())
+    }
+    let mut rest = members;
+    std::iter::from_fn(move || {
+        if !rest.starts_with('"') {
+            return None;
+        }
+        let key = &rest[..string_len(rest)];
+        let value = rest[key.len()..].strip_prefix(':').unwrap_or("");
+        let end = if value.starts_with('"') {
+            string_len(value)
+        } else {
+            value.find(',').unwrap_or(value.len())
+        };
+        rest = value[end..].strip_prefix(',').unwrap_or("");
+        Some(key)
+    })
 }
 
 /// Escapes what passes through it for the inside of a JSON string.
-struct JsonEscaped<'a, W: Write>(&'a mut W);
+struct JsonEscaped<'a>(&'a mut String);
 
-impl<W: Write> Write for JsonEscaped<'_, W> {
+impl Write for JsonEscaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut rest = s;
-        while let Some(i) = rest
-            .bytes()
-            .position(|b| b < 0x20 || b == b'"' || b == b'\\')
-        {
-            self.0.write_str(&rest[..i])?;
-            match rest.as_bytes()[i] {
-                b'"' => self.0.write_str("\\\"")?,
-                b'\\' => self.0.write_str("\\\\")?,
-                b'\n' => self.0.write_str("\\n")?,
-                b'\r' => self.0.write_str("\\r")?,
-                b'\t' => self.0.write_str("\\t")?,
-                b => write!(self.0, "\\u{b:04x}")?,
+        while let Some(i) = find(rest, &QUOTED_ESCAPED) {
+            self.0.push_str(&rest[..i]);
+            let Some(c) = rest[i..].chars().next() else {
+                break;
+            };
+            match c {
+                '"' => self.0.push_str("\\\""),
+                '\\' => self.0.push_str("\\\\"),
+                '\n' => self.0.push_str("\\n"),
+                '\r' => self.0.push_str("\\r"),
+                '\t' => self.0.push_str("\\t"),
+                // Every unsafe character is in the Basic Multilingual Plane.
+                c => write!(self.0, "\\u{:04x}", u32::from(c))?,
             }
-            rest = &rest[i + 1..];
+            rest = &rest[i + c.len_utf8()..];
         }
-        self.0.write_str(rest)
+        self.0.push_str(rest);
+        Ok(())
     }
 }
 
@@ -402,6 +707,9 @@ fn date_time(secs: u64) -> [u8; 19] {
 }
 
 #[cfg(test)]
+mod generated_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
@@ -490,6 +798,62 @@ mod tests {
         assert!(
             out[0].ends_with(
                 r#"WARN reconcile{policy="a b"}: tlsward::telemetry::log_format::tests: refused reason="line\nbreak \"quoted\"""#
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_json_key_already_taken_is_written_as_fields_name() {
+        let out = lines(true, || {
+            let span = info_span!("reconcile", name = "shop", policy = "strict");
+            let _in = span.enter();
+            warn!(
+                level = 3u64,
+                target = "upstream",
+                reason = "SourceNotFound",
+                message = %"secret corp-ca not found",
+                "policy not ready"
+            );
+        });
+        assert_eq!(out.len(), 1, "{out:?}");
+        let pairs: Vec<&str> = out[0].split(',').skip(2).collect();
+        assert_eq!(
+            pairs,
+            [
+                r#""message":"policy not ready""#,
+                r#""fields.level":3"#,
+                r#""fields.target":"upstream""#,
+                r#""reason":"SourceNotFound""#,
+                r#""fields.message":"secret corp-ca not found""#,
+                r#""target":"tlsward::telemetry::log_format::tests""#,
+                r#""span":{"name":"reconcile""#,
+                r#""fields.name":"shop""#,
+                r#""policy":"strict"}}"#,
+            ],
+            "{}",
+            out[0]
+        );
+    }
+
+    #[test]
+    fn text_values_break_no_line_and_are_quoted_when_they_have_spaces() {
+        let out = lines(false, || {
+            let peer = "10.0.0.7:51234";
+            let client = "CN=evil\n2026-01-01T00:00:00Z  INFO forged";
+            warn!(
+                %peer,
+                client = %client,
+                error = %"connection reset\r\nby peer",
+                empty = %"",
+                message = %"second",
+                "refused\n\u{1b}[31m"
+            );
+        });
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            out[0].ends_with(
+                r#"tlsward::telemetry::log_format::tests: refused\n\u{1b}[31m peer=10.0.0.7:51234 client="CN=evil\n2026-01-01T00:00:00Z  INFO forged" error="connection reset\r\nby peer" empty= message=second"#
             ),
             "{out:?}"
         );
