@@ -201,8 +201,9 @@ pub enum SelfSignedError {
         namespace: String,
         /// The Secret's name.
         name: String,
-        /// Why the pair was refused.
-        source: crate::tls::CertError,
+        /// Why the pair was refused (boxed: it is much larger than the
+        /// other variants).
+        source: Box<crate::tls::CertError>,
     },
 }
 
@@ -580,7 +581,7 @@ pub async fn sync(
         .map_err(|source| SelfSignedError::Serve {
             namespace: cfg.namespace.clone(),
             name: cfg.secret.clone(),
-            source,
+            source: Box::new(source),
         })?;
         served.store(pair);
         state.served_ca = Some(pki.ca_crt.clone());
