@@ -7,14 +7,11 @@ use k8s_openapi::api::networking::v1::Ingress;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::admission::{self, Context, Mutation, Review, Verdict};
+use crate::admission::{self, Context, DEFAULT_NAMESPACE, Mutation, Review, Verdict};
 use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
 use crate::labels::Selector;
 use crate::manifests::{Document, ManifestError};
 use crate::policy::IngressTlsPolicy;
-
-/// The namespace `kubectl apply` uses for objects that name none.
-pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// The result for one Ingress.
 #[derive(Debug, Serialize)]

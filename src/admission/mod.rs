@@ -22,6 +22,10 @@ use hosts::NameProblem;
 pub use object::IngressObject;
 use object::{Pairs, Tls};
 
+/// The namespace `kubectl apply` uses for objects that name none; the
+/// webhook, `check` and the proxy's directory source agree on it.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 /// Annotation that binds an Ingress to a ClientAuthPolicy in its namespace.
 pub const CLIENT_AUTH_ANNOTATION: &str = "tlsward.io/client-auth-policy";
 /// Self-service exemption, honoured only when the policy allows it.

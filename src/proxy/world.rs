@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::problem::{Issue, Problem};
 
-use crate::check::DEFAULT_NAMESPACE;
+use crate::admission::DEFAULT_NAMESPACE;
 use crate::clientauth::ClientAuthPolicy;
 use crate::manifests::Document;
 

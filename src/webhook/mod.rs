@@ -254,7 +254,7 @@ fn load_client_auth_policies(paths: &[PathBuf]) -> Result<Vec<ClientAuthPolicy>,
             })?;
         p.metadata
             .namespace
-            .get_or_insert_with(|| crate::check::DEFAULT_NAMESPACE.into());
+            .get_or_insert_with(|| crate::admission::DEFAULT_NAMESPACE.into());
         out.push(p);
     }
     Ok(out)

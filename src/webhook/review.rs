@@ -566,7 +566,7 @@ pub fn decide<'b>(
     let namespace: Cow<str> = match (&req.namespace, &ingress.metadata.namespace) {
         (Some(ns), _) => ns.clone(),
         (None, Some(ns)) => ns.0.clone(),
-        (None, None) => Cow::Borrowed(crate::check::DEFAULT_NAMESPACE),
+        (None, None) => Cow::Borrowed(crate::admission::DEFAULT_NAMESPACE),
     };
     let namespace = namespace.as_ref();
     let review = Review {
@@ -621,7 +621,7 @@ pub fn request_for(object: &serde_json::Value, operation: &str, uid: &str) -> se
     let kind = object["kind"].as_str().unwrap_or_default();
     let namespace = object["metadata"]["namespace"]
         .as_str()
-        .unwrap_or(crate::check::DEFAULT_NAMESPACE);
+        .unwrap_or(crate::admission::DEFAULT_NAMESPACE);
     let (object, old) = match operation {
         "DELETE" => (Value::Null, object.clone()),
         _ => (object.clone(), Value::Null),
