@@ -153,7 +153,7 @@ fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, (usize, String)> {
     let starts = document_starts(text);
     // The document a position (1-based line and column) falls in.
     let number = |line: u64, column: u64| starts.partition_point(|&s| s <= (line, column)).max(1);
-    match serde_saphyr::from_multiple::<Spanned<Value>>(text) {
+    match serde_saphyr::from_multiple_with_options::<Spanned<Value>>(text, yaml_options()) {
         Ok(docs) => Ok(docs
             .into_iter()
             .map(|d| (number(d.referenced.line(), d.referenced.column()), d.value))
@@ -168,6 +168,23 @@ fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, (usize, String)> {
         }
     }
 }
+
+/// serde-saphyr's defaults budget a whole stream (1,024 documents, 250,000
+/// nodes) against YAML bombs; a manifest file of thousands of policies is
+/// legitimate, so the stream-wide counts are raised. The per-value limits
+/// (depth, aliases, scalar bytes, input size) keep their defaults.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: MAX_DOCUMENTS,
+            max_nodes: 200 * MAX_DOCUMENTS,
+            max_events: 400 * MAX_DOCUMENTS,
+        },
+    }
+}
+
+/// The most documents one file may hold.
+pub const MAX_DOCUMENTS: usize = 100_000;
 
 /// Where each document of a YAML stream starts (1-based line and column),
 /// up to the first syntax error.
@@ -247,6 +264,18 @@ mod tests {
         assert_eq!(docs[0].index, 1);
         assert_eq!(docs[1].type_meta(), ("v1", "Secret"));
         assert_eq!(docs[1].index, 4);
+    }
+
+    #[test]
+    fn thousands_of_documents_in_one_file_are_all_read() {
+        // The webhook's --client-auth-policies and check read files of
+        // thousands of policies; the YAML reader's default budget stops at
+        // 1,024 documents.
+        let one = "apiVersion: tlsward.io/v1alpha1\nkind: ClientAuthPolicy\nmetadata:\n  name: p\n  namespace: ns\nspec:\n  trustAnchors:\n    - secretRef: {name: ca}\n  ingressSelector:\n    matchLabels: {app: a}\n";
+        let text = vec![one; 5_000].join("---\n");
+        let docs = parse_text("many.yaml", &text).unwrap();
+        assert_eq!(docs.len(), 5_000);
+        assert_eq!(docs[4_999].index, 5_000);
     }
 
     #[test]
