@@ -429,6 +429,7 @@ fn special_bits(chunk: &[u8; 16]) -> u16 {
 /// [`special_bits`] sixteen bytes at a time.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
+#[inline(always)]
 fn special_bits_sse2(chunk: &[u8; 16]) -> u16 {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
