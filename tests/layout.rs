@@ -48,7 +48,7 @@ fn sources() -> Vec<Source> {
         }
         let text = fs::read_to_string(&path).expect("read source");
         // The code before the first inline `#[cfg(test)] mod NAME {`
-        // (a `mod tests;` declaration is only skipped); comments dropped.
+        // (a `mod tests;` line elsewhere does not cut the file); comments dropped.
         let inline_test_module = text.match_indices("#[cfg(test)]\nmod ").find(|(at, _)| {
             text[*at..]
                 .lines()
