@@ -23,7 +23,7 @@ const POLICY: &str = "inventory-clients";
 const TARGET: &str = "inventory-clients-ca";
 const UID: &str = "5b1c2a8e-0000-4000-8000-000000000001";
 
-use crate::testing::Scripted as Verifier;
+use crate::testing::{Captured, Scripted as Verifier};
 
 fn ca_pem(cn: &str) -> String {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -485,19 +485,6 @@ async fn last_bound_ingress_leaving_empties_the_list() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn every_reconcile_log_line_names_the_policy() {
     let out = Captured::default();
@@ -521,7 +508,7 @@ async fn every_reconcile_log_line_names_the_policy() {
     let ca = ca_pem("Corp Clients CA");
     first_reconcile(&ctx, &mut api, &ca).await;
 
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = out.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

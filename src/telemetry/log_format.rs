@@ -712,7 +712,7 @@ mod generated_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use crate::testing::Captured;
     use std::time::Duration;
     use tracing::{info, info_span, warn};
 
@@ -739,18 +739,7 @@ mod tests {
 
     /// The lines `f` logs, formatted as `json` says.
     fn lines(json: bool, f: impl FnOnce()) -> Vec<String> {
-        #[derive(Clone, Default)]
-        struct Capture(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Capture {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let out = Capture::default();
+        let out = Captured::default();
         let sink = out.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || sink.clone())
@@ -759,7 +748,7 @@ mod tests {
             .event_format(LineFormat { json })
             .finish();
         tracing::subscriber::with_default(subscriber, f);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         text.lines().map(str::to_owned).collect()
     }
 

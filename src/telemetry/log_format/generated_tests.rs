@@ -6,7 +6,9 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use crate::testing::Captured;
 
 use proptest::prelude::*;
 use tracing::callsite::{Callsite, Identifier};
@@ -208,18 +210,7 @@ fn play<'a>(
 /// The lines `nodes` log through the production subscriber and batched
 /// writer, and what each should show.
 fn run(nodes: &[Node], format: LogFormat) -> (String, Vec<Expected<'_>>) {
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink::default();
+    let sink = Captured::default();
     let (writer, flusher) = log_writer::batched(sink.clone());
     let mut expected = Vec::new();
     tracing::subscriber::with_default(
@@ -227,7 +218,7 @@ fn run(nodes: &[Node], format: LogFormat) -> (String, Vec<Expected<'_>>) {
         || play(nodes, &mut Vec::new(), &mut expected),
     );
     drop(flusher);
-    let bytes = sink.0.lock().unwrap().clone();
+    let bytes = sink.bytes();
     (String::from_utf8(bytes).expect("UTF-8"), expected)
 }
 
