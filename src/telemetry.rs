@@ -67,24 +67,25 @@ where
         .finish()
 }
 
-/// `result` label of reload counters.
+/// The `result` label of reload and reconcile counters.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum ReloadResult {
-    /// The new content is in use.
+pub enum Outcome {
+    /// `success`: the new content is in use; the policy is Ready.
     Success,
-    /// The new content was refused; the previous one stays in use.
+    /// `failure`: the new content was refused and the previous one stays in
+    /// use; the policy is not Ready, or the API server failed a request.
     Failure,
 }
 
-impl EncodeLabelValue for ReloadResult {
+impl EncodeLabelValue for Outcome {
     fn encode(
         &self,
         encoder: &mut prometheus_client::encoding::LabelValueEncoder,
     ) -> Result<(), std::fmt::Error> {
         use std::fmt::Write;
         encoder.write_str(match self {
-            ReloadResult::Success => "success",
-            ReloadResult::Failure => "failure",
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
         })
     }
 }
@@ -93,7 +94,7 @@ impl EncodeLabelValue for ReloadResult {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// Outcome.
-    pub result: ReloadResult,
+    pub result: Outcome,
 }
 
 /// An error and its causes on one line, for a log field: what anyhow's
@@ -235,35 +236,11 @@ mod tests {
     }
 }
 
-/// `result` label of the reconcile counter.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ReconcileResult {
-    /// `success`: the policy is Ready.
-    Success,
-    /// `failure`: the policy is not Ready, or the API server failed a
-    /// request.
-    Failure,
-}
-
-impl EncodeLabelValue for ReconcileResult {
-    fn encode(
-        &self,
-        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        use std::fmt::Write;
-        encoder.write_str(match self {
-            ReconcileResult::Success => "success",
-            ReconcileResult::Failure => "failure",
-        })
-    }
-}
-
 /// Labels of the reconcile counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     /// Outcome.
-    pub result: ReconcileResult,
+    pub result: Outcome,
 }
 
 /// `reason` label of the reconcile failure counter.
@@ -488,7 +465,7 @@ mod label_tests {
             .handshakes
             .get_or_create(&HandshakeLabels::Failure(HandshakeFailure::UnknownCa))
             .inc();
-        for result in [ReconcileResult::Success, ReconcileResult::Failure] {
+        for result in [Outcome::Success, Outcome::Failure] {
             operator
                 .reconciles
                 .get_or_create(&ResultLabels { result })

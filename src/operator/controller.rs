@@ -25,7 +25,7 @@ use crate::clientauth::{
 };
 use crate::labels::Selector;
 use crate::telemetry::{
-    AnchorLabels, OperatorMetrics, ReasonLabels, ReconcileFailure, ReconcileResult, ResultLabels,
+    AnchorLabels, OperatorMetrics, Outcome, ReasonLabels, ReconcileFailure, ResultLabels,
 };
 
 /// Label the operator puts on every bundle Secret; also what it watches.
@@ -497,12 +497,9 @@ pub async fn reconcile(policy: Arc<ClientAuthPolicy>, ctx: Arc<Context>) -> Resu
         .duration
         .observe(started.elapsed().as_secs_f64());
     let (outcome, failure) = match &result {
-        Ok(None) => (ReconcileResult::Success, None),
-        Ok(Some(reason)) => (
-            ReconcileResult::Failure,
-            Some(ReconcileFailure::NotReady(*reason)),
-        ),
-        Err(_) => (ReconcileResult::Failure, Some(ReconcileFailure::ApiError)),
+        Ok(None) => (Outcome::Success, None),
+        Ok(Some(reason)) => (Outcome::Failure, Some(ReconcileFailure::NotReady(*reason))),
+        Err(_) => (Outcome::Failure, Some(ReconcileFailure::ApiError)),
     };
     ctx.metrics
         .reconciles

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::manifests::{self, Document, ManifestError};
-use crate::telemetry::{self, ExpiryLabels, ProxyMetrics, ReloadLabels, ReloadResult};
+use crate::telemetry::{self, ExpiryLabels, Outcome, ProxyMetrics, ReloadLabels};
 use problem::{Issue, Problem};
 use server::{Limits, Shared};
 use snapshot::Snapshot;
@@ -122,9 +122,9 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLab
         next.without_session_resumption()
     };
     let result = if next.problems.is_empty() {
-        ReloadResult::Success
+        Outcome::Success
     } else {
-        ReloadResult::Failure
+        Outcome::Failure
     };
     for p in &next.problems {
         warn!(object = %p.object, problem = %p.issue, "configuration problem");

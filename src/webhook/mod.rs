@@ -30,7 +30,7 @@ use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
 use crate::labels::Selector;
 use crate::manifests::{self, ManifestError};
 use crate::policy::{IngressTlsPolicy, PolicyError};
-use crate::telemetry::{self, ReloadLabels, ReloadResult};
+use crate::telemetry::{self, Outcome, ReloadLabels};
 use crate::tls::{self, SwappableCert};
 use metrics::{ReviewLabels, WebhookMetrics};
 use review::{Hook, Operation, ReviewVerdict};
@@ -352,7 +352,7 @@ fn count(
         ReloadLabels,
         prometheus_client::metrics::counter::Counter,
     >,
-    result: ReloadResult,
+    result: Outcome,
 ) {
     family.get_or_create(&ReloadLabels { result }).inc();
 }
@@ -391,11 +391,11 @@ async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>)
             match tls::load_pair(crt, key) {
                 Ok(pair) => {
                     cert.store(pair);
-                    count(&app.metrics.certificate_reloads, ReloadResult::Success);
+                    count(&app.metrics.certificate_reloads, Outcome::Success);
                     info!(cert = %crt.display(), "serving certificate reloaded");
                 }
                 Err(e) => {
-                    count(&app.metrics.certificate_reloads, ReloadResult::Failure);
+                    count(&app.metrics.certificate_reloads, Outcome::Failure);
                     warn!(error = %e, "serving certificate not reloaded; keeping the previous one");
                 }
             }
@@ -419,10 +419,10 @@ async fn reload_loop(app: Arc<App>, args: WebhookArgs, cert: Arc<SwappableCert>)
                 Ok(s) => {
                     info!(client_auth_policies = s.known.len(), enforcement = ?s.policy.enforcement, "policy reloaded");
                     app.snapshot.store(Arc::new(s));
-                    count(&app.metrics.policy_reloads, ReloadResult::Success);
+                    count(&app.metrics.policy_reloads, Outcome::Success);
                 }
                 Err(e) => {
-                    count(&app.metrics.policy_reloads, ReloadResult::Failure);
+                    count(&app.metrics.policy_reloads, Outcome::Failure);
                     warn!(error = %e, "policy not reloaded; keeping the previous one");
                 }
             }
