@@ -13,6 +13,7 @@ pub mod clientauth;
 mod fast_hash;
 pub mod labels;
 pub mod manifests;
+pub mod oidc;
 pub mod operator;
 pub mod policy;
 pub mod proxy;
