@@ -370,9 +370,12 @@ fn schema_refuses_bad_enums_and_bounds() {
             problem("spec.revocation", "maxItems"),
         ),
         (
-            "missing anchors",
+            "no anchors, no tokens, no login",
             policy(json!({"mode": "Require"})),
-            problem("spec.trustAnchors", "required"),
+            problem(
+                "",
+                "set at least one of spec.trustAnchors (client certificates), spec.tokens (bearer tokens) or spec.login (browser login)",
+            ),
         ),
         (
             "empty Secret name",
@@ -413,5 +416,112 @@ fn schema_refuses_bad_enums_and_bounds() {
         ),
     ] {
         assert_eq!(problems(&object), [expected], "{what}");
+    }
+}
+
+#[test]
+fn schema_holds_tokens_and_login_to_combinations_that_make_sense() {
+    let anchors = json!([{"secretRef": {"name": "ca"}}]);
+    let tokens = json!({"issuers": [{"issuer": "https://idp.example.com", "audiences": ["api"]}]});
+    let login = json!({"issuer": "https://idp.example.com", "clientId": "web",
+        "clientSecretRef": {"name": "oidc"}, "sessionSecretRef": {"name": "cookie-keys"}});
+    // Tokens alone, login alone, and both with certificates are fine.
+    assert_eq!(problems(&policy(json!({"tokens": tokens}))), []);
+    assert_eq!(problems(&policy(json!({"login": login}))), []);
+    let mut bound = tokens.clone();
+    bound["certificateBinding"] = json!("Required");
+    bound["identityJoins"] = json!([{"certificate": "SANEmail", "claim": "email"}]);
+    assert_eq!(
+        problems(&policy(
+            json!({"trustAnchors": anchors, "tokens": bound, "login": login,
+                   "publicPaths": [{"prefix": "/public"}, {"exact": "/healthz"}]})
+        )),
+        []
+    );
+    let needs_anchors = "spec.tokens.certificateBinding Required and spec.tokens.identityJoins compare the token with the client certificate: they need spec.trustAnchors";
+    for (what, spec, expected) in [
+        (
+            "binding Required without anchors",
+            json!({"tokens": {"issuers": tokens["issuers"], "certificateBinding": "Required"}}),
+            problem("", needs_anchors),
+        ),
+        (
+            "identity joins without anchors",
+            json!({"tokens": {"issuers": tokens["issuers"],
+                   "identityJoins": [{"certificate": "CommonName", "claim": "sub"}]}}),
+            problem("", needs_anchors),
+        ),
+        (
+            "allow-list without anchors",
+            json!({"tokens": tokens, "allowedClients": {"commonNames": ["a"]}}),
+            problem(
+                "",
+                "spec.revocation and spec.allowedClients check client certificates: they need spec.trustAnchors",
+            ),
+        ),
+        (
+            "public paths with nothing to skip",
+            json!({"trustAnchors": anchors, "publicPaths": [{"exact": "/healthz"}]}),
+            problem(
+                "",
+                "spec.publicPaths exempt paths from tokens and login: set spec.tokens or spec.login, or remove spec.publicPaths",
+            ),
+        ),
+        (
+            "public path with both forms",
+            json!({"tokens": tokens, "publicPaths": [{"exact": "/a", "prefix": "/b"}]}),
+            problem("spec.publicPaths[0]", "set exactly one of exact or prefix"),
+        ),
+        (
+            "claim rule with two tests",
+            json!({"tokens": {"issuers": tokens["issuers"],
+                   "claims": [{"claim": "groups", "contains": "a", "equals": "b"}]}}),
+            problem(
+                "spec.tokens.claims[0]",
+                "set exactly one of equals, contains or anyOf",
+            ),
+        ),
+        (
+            "no issuer",
+            json!({"tokens": {"issuers": []}}),
+            problem("spec.tokens.issuers", "minItems"),
+        ),
+        (
+            "an issuer that is no URL",
+            json!({"tokens": {"issuers": [{"issuer": "idp.example.com", "audiences": ["a"]}]}}),
+            problem("spec.tokens.issuers[0].issuer", "pattern"),
+        ),
+        (
+            "alg none",
+            json!({"tokens": {"issuers": [{"issuer": "https://i", "audiences": ["a"],
+                   "algorithms": ["none"]}]}}),
+            problem("spec.tokens.issuers[0].algorithms[0]", "enum"),
+        ),
+        (
+            "HS256",
+            json!({"tokens": {"issuers": [{"issuer": "https://i", "audiences": ["a"],
+                   "algorithms": ["HS256"]}]}}),
+            problem("spec.tokens.issuers[0].algorithms[0]", "enum"),
+        ),
+        (
+            "GitHub login with an issuer",
+            json!({"login": {"provider": "GitHub", "issuer": "https://i", "clientId": "c",
+                   "clientSecretRef": {"name": "s"}, "sessionSecretRef": {"name": "k"}}}),
+            problem(
+                "spec.login",
+                "an OIDC provider needs issuer (and no github); a GitHub provider needs github (and no issuer)",
+            ),
+        ),
+        (
+            "OIDC login without an issuer",
+            json!({"login": {"clientId": "c", "clientSecretRef": {"name": "s"},
+                   "sessionSecretRef": {"name": "k"}}}),
+            problem(
+                "spec.login",
+                "an OIDC provider needs issuer (and no github); a GitHub provider needs github (and no issuer)",
+            ),
+        ),
+    ] {
+        assert_eq!(problems(&policy(spec)), [expected], "{what}");
     }
 }

@@ -733,7 +733,7 @@ fn client_auth_annotations(
     };
     let is_nginx =
         class(ing).is_some_and(|c| ctx.policy.client_auth.nginx_ingress_classes.contains(c));
-    if !is_nginx {
+    if !is_nginx || !binding.checks_certificates {
         return;
     }
     let verify = match binding.mode {

@@ -765,6 +765,22 @@ fn optional_mode_and_custom_target() {
 }
 
 #[test]
+fn a_tokens_only_policy_writes_no_client_certificate_annotations() {
+    // No trust anchors means no bundle Secret: pointing ingress-nginx at one
+    // would make it refuse every client.
+    let p = policy(
+        "inventory-clients",
+        "team-a",
+        json!({"tokens": {"issuers": [{"issuer": "https://idp.example.com", "audiences": ["api"]}]}}),
+    );
+    let w = World::new("").with_policies(&[p]);
+    let (out, _) = w.mutate_applied(&nginx_bound(&[]));
+    let a = annotations_of(&out);
+    assert!(!a.contains_key(NGINX_AUTH_SECRET), "{a:?}");
+    assert!(!a.contains_key(NGINX_VERIFY_CLIENT), "{a:?}");
+}
+
+#[test]
 fn non_nginx_class_gets_no_nginx_annotations() {
     let w = World::new("").with_policies(&[require_policy()]);
     let mut i = nginx_bound(&[]);

@@ -10,6 +10,13 @@ use crate::fast_hash::HashMap;
 use crate::labels::{Labels, Selector};
 
 pub mod bundle;
+pub mod oidc;
+
+pub use oidc::{
+    BearerTokens, BrowserLogin, CertificateBinding, CertificateField, ClaimHeader, ClaimRule,
+    GitHubLogin, IdentityHeaders, IdentityJoin, IssuerStatus, LoginProvider, PublicPath,
+    SecretName, SignatureAlgorithm, TokenIssuer,
+};
 
 /// Client-certificate policy for the Ingresses bound to it: which CAs to
 /// trust, which CRLs to honour and which client identities to let through.
@@ -25,6 +32,10 @@ pub mod bundle;
     category = "tlsward",
     doc = "Client-certificate policy (trust anchors, CRLs, allowed identities) for the Ingresses bound to it; the operator writes it into a CA-bundle Secret.",
     validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it becomes the tlsward.io/policy label value on the bundle Secret"),
+    validation = Rule::new("has(self.spec.trustAnchors) || has(self.spec.tokens) || has(self.spec.login)").message("set at least one of spec.trustAnchors (client certificates), spec.tokens (bearer tokens) or spec.login (browser login)"),
+    validation = Rule::new("has(self.spec.trustAnchors) || !(has(self.spec.revocation) || has(self.spec.allowedClients))").message("spec.revocation and spec.allowedClients check client certificates: they need spec.trustAnchors"),
+    validation = Rule::new("has(self.spec.trustAnchors) || !has(self.spec.tokens) || (self.spec.tokens.certificateBinding != 'Required' && !has(self.spec.tokens.identityJoins))").message("spec.tokens.certificateBinding Required and spec.tokens.identityJoins compare the token with the client certificate: they need spec.trustAnchors"),
+    validation = Rule::new("has(self.spec.tokens) || has(self.spec.login) || !has(self.spec.publicPaths)").message("spec.publicPaths exempt paths from tokens and login: set spec.tokens or spec.login, or remove spec.publicPaths"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Certificates","type":"integer","jsonPath":".status.bundle.certificates"}"#,
@@ -40,7 +51,9 @@ pub struct ClientAuthPolicySpec {
     pub mode: ClientAuthMode,
     /// CA certificates that client certificates must chain to. Only CA
     /// certificates (basicConstraints CA:TRUE) are kept; expired ones are
-    /// dropped and reported in the Ready condition.
+    /// dropped and reported in the Ready condition. Omitted: no client
+    /// certificate is asked for, and tokens or login must be set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = 64))]
     pub trust_anchors: Vec<PemSource>,
     /// Certificate revocation lists (PEM `X509 CRL`), each signed by one of the
@@ -69,6 +82,28 @@ pub struct ClientAuthPolicySpec {
     /// The CA-bundle Secret the operator writes. Omitted: `<policy-name>-ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<BundleTarget>,
+    /// Bearer tokens (JWT access tokens) for API clients, checked after the
+    /// client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<BearerTokens>,
+    /// Browser login (OpenID Connect authorization code with PKCE) for
+    /// people. With tokens also set, a request with `Authorization: Bearer`
+    /// is checked as a token, and anything else needs a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<BrowserLogin>,
+    /// Paths that need no token and no login (health checks, public
+    /// assets). The client-certificate check still applies: it happens
+    /// before any path is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub public_paths: Vec<PublicPath>,
+}
+
+impl ClientAuthPolicySpec {
+    /// Whether the policy checks client certificates (it has trust anchors).
+    pub fn checks_certificates(&self) -> bool {
+        !self.trust_anchors.is_empty()
+    }
 }
 
 fn default_verify_depth() -> u8 {
@@ -222,6 +257,10 @@ pub struct ClientAuthPolicyStatus {
     /// Always written, so a merge patch can empty it.
     #[serde(default)]
     pub bound_ingresses: Vec<String>,
+    /// The token and login issuers, their key counts and when their keys
+    /// were last fetched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<IssuerStatus>,
 }
 
 /// A summary of the written bundle.
@@ -291,6 +330,13 @@ pub enum FailureReason {
     NoValidAnchors,
     /// The bundle Secret's name is taken by a Secret the policy did not write.
     TargetConflict,
+    /// An issuer's discovery document or key set could not be fetched.
+    IssuerUnreachable,
+    /// An issuer's discovery document names another issuer, or its key set
+    /// holds no usable key.
+    InvalidIssuer,
+    /// The login's client secret or session-key Secret does not exist.
+    SecretNotFound,
 }
 
 impl FailureReason {
@@ -302,6 +348,9 @@ impl FailureReason {
             FailureReason::InvalidCrl => "InvalidCRL",
             FailureReason::NoValidAnchors => "NoValidAnchors",
             FailureReason::TargetConflict => "TargetConflict",
+            FailureReason::IssuerUnreachable => "IssuerUnreachable",
+            FailureReason::InvalidIssuer => "InvalidIssuer",
+            FailureReason::SecretNotFound => "SecretNotFound",
         }
     }
 }
@@ -340,6 +389,9 @@ pub struct Binding {
     pub verify_depth: u8,
     /// The CA-bundle Secret's name, in the policy's namespace.
     pub bundle_secret: String,
+    /// Whether the policy checks client certificates at all (a tokens- or
+    /// login-only policy has no bundle to point ingress-nginx at).
+    pub checks_certificates: bool,
 }
 
 #[derive(Default)]
@@ -377,6 +429,7 @@ impl PolicyIndex {
                     mode: p.spec.mode,
                     verify_depth: p.spec.verify_depth,
                     bundle_secret: p.bundle_secret_name(),
+                    checks_certificates: p.spec.checks_certificates(),
                 },
             );
             idx.len += 1;
@@ -453,6 +506,9 @@ mod tests {
             (FailureReason::InvalidCrl, "InvalidCRL"),
             (FailureReason::NoValidAnchors, "NoValidAnchors"),
             (FailureReason::TargetConflict, "TargetConflict"),
+            (FailureReason::IssuerUnreachable, "IssuerUnreachable"),
+            (FailureReason::InvalidIssuer, "InvalidIssuer"),
+            (FailureReason::SecretNotFound, "SecretNotFound"),
         ];
         for (reason, text) in all {
             assert_eq!(reason.as_str(), text);

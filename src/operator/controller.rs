@@ -613,6 +613,7 @@ async fn reconcile_inner(
         conditions: vec![condition],
         bundle: bundle_status,
         bound_ingresses: bound,
+        issuers: current.issuers.clone(),
     };
     if desired != current {
         let api: Api<ClientAuthPolicy> = Api::namespaced(ctx.client.clone(), ns);

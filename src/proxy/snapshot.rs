@@ -478,7 +478,8 @@ fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
 
 #[derive(Clone)]
 struct PolicyTls {
-    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// `None` for a policy without trust anchors (tokens or login only).
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     allowed: Option<AllowedClients>,
     forward: ForwardClientCert,
     anchors: Vec<Expiry>,
@@ -561,6 +562,14 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
         .policies
         .get(&(ns, name))
         .ok_or_else(|| HostError::PolicyNotFound { policy: policy() })?;
+    if !p.spec.checks_certificates() {
+        return Ok(PolicyTls {
+            verifier: None,
+            allowed: None,
+            forward: p.spec.forward_client_cert,
+            anchors: Vec::new(),
+        });
+    }
     let anchors = p
         .spec
         .trust_anchors
@@ -591,7 +600,7 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
         error,
     })?;
     Ok(PolicyTls {
-        verifier,
+        verifier: Some(verifier),
         allowed: p.spec.allowed_clients.clone(),
         forward: p.spec.forward_client_cert,
         anchors: b
@@ -682,7 +691,7 @@ fn build_host(
                 .collect()
         })
         .unwrap_or_default();
-    let config = tls::host_server_config(cert, policy.as_ref().map(|p| p.verifier.clone()))
+    let config = tls::host_server_config(cert, policy.as_ref().and_then(|p| p.verifier.clone()))
         .map_err(HostError::ServerConfig)?;
     let mut expiries = vec![Expiry {
         secret: secret_id.clone(),
