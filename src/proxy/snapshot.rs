@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use rustls::ServerConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::host_auth::{self, HostAuth};
 use super::problem::{HostError, Issue, Problem};
 use super::routes::{Backend, PathKind, RouteTable};
 use super::world::World;
@@ -115,6 +116,8 @@ pub struct HostEntry {
     pub tls: Arc<ServerConfig>,
     /// Path routes.
     pub routes: RouteTable,
+    /// Token and login checks of the bound policy, if it sets any.
+    pub auth: Option<Arc<HostAuth>>,
     /// Served certificate and trust anchors, for expiry metrics.
     pub expiries: Vec<Expiry>,
     /// This host's `code="200"` series of the request counter, once a
@@ -478,6 +481,8 @@ fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
 
 #[derive(Clone)]
 struct PolicyTls {
+    /// Token and login checks.
+    auth: Option<Arc<HostAuth>>,
     /// `None` for a policy without trust anchors (tokens or login only).
     verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     allowed: Option<AllowedClients>,
@@ -562,8 +567,10 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
         .policies
         .get(&(ns, name))
         .ok_or_else(|| HostError::PolicyNotFound { policy: policy() })?;
+    let auth = host_auth::build(p, &policy(), ns, &AuthLookup { idx, ns })?.map(Arc::new);
     if !p.spec.checks_certificates() {
         return Ok(PolicyTls {
+            auth,
             verifier: None,
             allowed: None,
             forward: p.spec.forward_client_cert,
@@ -600,6 +607,7 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
         error,
     })?;
     Ok(PolicyTls {
+        auth,
         verifier: Some(verifier),
         allowed: p.spec.allowed_clients.clone(),
         forward: p.spec.forward_client_cert,
@@ -618,6 +626,30 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
             })
             .collect(),
     })
+}
+
+/// What `host_auth::build` reads: the policy namespace's Secrets and PEM
+/// sources.
+struct AuthLookup<'i, 'a> {
+    idx: &'i Index<'a>,
+    ns: &'i str,
+}
+
+impl host_auth::Lookup for AuthLookup<'_, '_> {
+    fn secret_data(&self, name: &str) -> Option<Vec<(&str, &[u8])>> {
+        let s = self.idx.secrets.get(&(self.ns, name))?;
+        Some(
+            s.data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.0.as_slice()))
+                .collect(),
+        )
+    }
+
+    fn pem(&self, field: String, src: &PemSource) -> Result<String, HostError> {
+        Ok(read_source(self.idx, self.ns, field, src, "ca.crt")?.pem)
+    }
 }
 
 /// A host's served certificate and its notAfter (Unix seconds).
@@ -710,6 +742,7 @@ fn build_host(
             .map_or(ForwardClientCert::Sanitize, |p| p.forward),
         tls: config,
         routes: d.routes,
+        auth: policy.as_ref().and_then(|p| p.auth.clone()),
         expiries,
         ok_requests: OnceLock::new(),
     })
