@@ -5,3 +5,5 @@
 //! and return data; `client` and `keys` talk to identity providers.
 
 pub mod jwt;
+pub mod login;
+pub mod session;
