@@ -6,5 +6,7 @@
 //! identity providers.
 
 pub mod jwt;
+pub mod login;
 pub mod paths;
+pub mod session;
 pub mod token_cache;
