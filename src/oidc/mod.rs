@@ -4,4 +4,9 @@
 //! The pure parts (`jwt`, `session`, `login`) take bytes, keys and `now`
 //! and return data; `client` and `keys` talk to identity providers.
 
+pub mod client;
 pub mod jwt;
+pub mod keys;
+
+#[cfg(test)]
+mod fixtures;
