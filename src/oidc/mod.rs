@@ -5,8 +5,13 @@
 //! bytes, keys and `now` and return data; `client` and `keys` talk to
 //! identity providers.
 
+pub mod client;
 pub mod jwt;
+pub mod keys;
 pub mod login;
 pub mod paths;
 pub mod session;
 pub mod token_cache;
+
+#[cfg(test)]
+mod fixtures;
