@@ -101,6 +101,9 @@ pub struct ClientOptions {
     pub roots: Arc<RootCertStore>,
     /// Allow `http://` URLs (tests, in-cluster IdPs). Off by default.
     pub allow_plain_http: bool,
+    /// Allow `http://` to loopback addresses only (a sidecar, a local
+    /// benchmark): nothing crosses the network in the clear.
+    pub allow_plain_http_to_loopback: bool,
     /// Limit for the TCP connect plus the TLS handshake.
     pub connect_timeout: Duration,
     /// Limit for the whole exchange.
@@ -115,6 +118,7 @@ impl ClientOptions {
         Self {
             roots: Arc::new(roots),
             allow_plain_http: false,
+            allow_plain_http_to_loopback: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -239,6 +243,14 @@ impl HttpClient {
         self.send(Method::GET, url, None, None).await
     }
 
+    /// GET `url` with `Authorization: Bearer <token>` (GitHub's REST API).
+    pub async fn get_with_bearer(&self, url: &str, token: &str) -> Result<Response, FetchError> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| FetchError::BadUrl("token is not a header value"))?;
+        auth.set_sensitive(true);
+        self.send(Method::GET, url, None, Some(auth)).await
+    }
+
     /// POST `form` to `url` as `application/x-www-form-urlencoded`, with
     /// HTTP Basic authentication when `basic` is `(user, password)`.
     pub async fn post_form(
@@ -268,9 +280,16 @@ impl HttpClient {
 
     fn target(&self, url: &str) -> Result<Target, FetchError> {
         let uri: Uri = url.parse().map_err(|_| FetchError::BadUrl("not a URI"))?;
+        let loopback = uri.host().is_some_and(|h| {
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            h.eq_ignore_ascii_case("localhost")
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") if self.options.allow_plain_http => false,
+            Some("http") if self.options.allow_plain_http_to_loopback && loopback => false,
             Some("http") => return Err(FetchError::PlainHttp),
             Some(_) => return Err(FetchError::BadUrl("scheme is not https")),
             None => return Err(FetchError::BadUrl("not an absolute URL")),
@@ -493,6 +512,9 @@ pub struct Discovery {
     pub end_session_endpoint: Option<String>,
     /// The `alg` values the provider may sign ID tokens with.
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// RFC 9207: the provider puts `iss` in authorization responses, so a
+    /// response without it is refused.
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Why a discovery document was not usable.
@@ -532,6 +554,8 @@ struct RawDiscovery {
     end_session_endpoint: Option<String>,
     #[serde(default)]
     id_token_signing_alg_values_supported: Vec<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 /// Where `issuer`'s configuration is: one terminating `/` removed, then
@@ -568,6 +592,8 @@ pub fn parse_discovery(bytes: &[u8], expected_issuer: &str) -> Result<Discovery,
         userinfo_endpoint: raw.userinfo_endpoint,
         end_session_endpoint: raw.end_session_endpoint,
         id_token_signing_alg_values_supported: raw.id_token_signing_alg_values_supported,
+        authorization_response_iss_parameter_supported: raw
+            .authorization_response_iss_parameter_supported,
     })
 }
 

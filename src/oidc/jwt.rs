@@ -576,6 +576,26 @@ impl ClaimTest {
     }
 }
 
+/// Whether `rule` holds on a claims object that was verified elsewhere (an
+/// ID token's, or claims read from GitHub's API).
+pub fn rule_holds(rule: &ClaimRule, claims: &Map<String, Value>) -> bool {
+    rule.test.holds(lookup(claims, &rule.claim))
+}
+
+/// A claim's strings (a string, or an array's strings), by name or dotted
+/// path.
+pub fn lookup_strings(claims: &Map<String, Value>, path: &str) -> Vec<String> {
+    match lookup(claims, path) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     if let Some(v) = claims.get(path) {
         return Some(v);

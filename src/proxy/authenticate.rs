@@ -20,6 +20,7 @@ use crate::clientauth::CertificateField;
 use crate::oidc::client::{ClientOptions, HttpClient, root_store};
 use crate::oidc::jwt::{self, TokenError, Verified};
 use crate::oidc::keys::{KeyCache, KeyCacheConfig};
+use crate::oidc::token_cache::CacheKey;
 use crate::telemetry::{AuthMethod, ProxyMetrics};
 
 /// Where the system's CA bundle is, for IdPs with public certificates.
@@ -90,7 +91,9 @@ impl AuthRuntime {
                     }));
                     caches.insert(src.clone(), Tracked { cache, _stop: stop });
                 }
-                Err(e) => warn!(issuer = %src.issuer, error = %e, "cannot set up the issuer's key cache"),
+                Err(e) => {
+                    warn!(issuer = %src.issuer, error = %e, "cannot set up the issuer's key cache")
+                }
             }
         }
     }
@@ -133,8 +136,7 @@ pub fn idp_client(ca_pem: Option<&str>) -> Result<HttpClient, ClientSetupError> 
         ca_pem.unwrap_or_default().as_bytes(),
     )?;
     let mut options = ClientOptions::new(roots);
-    options.allow_plain_http = true;
-    options.plain_http_loopback_only = true;
+    options.allow_plain_http_to_loopback = true;
     Ok(HttpClient::new(options)?)
 }
 
@@ -280,11 +282,12 @@ async fn bearer_check(
 ) -> Result<Arc<Verified>, TokenError> {
     let token = bearer(req).ok_or(TokenError::Malformed { what: "no token" })?;
     let now = now();
-    let verified = match tokens.cache.get(token, now) {
+    let key = CacheKey::of(token);
+    let verified = match tokens.cache.get(&key, now) {
         Some(v) => v,
         None => {
             let v = Arc::new(verify_uncached(token, tokens, runtime, now).await?);
-            tokens.cache.insert(token, v.clone(), now);
+            tokens.cache.insert(key, v.clone(), now);
             v
         }
     };

@@ -5,11 +5,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::clientauth::{
-    self, BearerTokens, BrowserLogin, CertificateBinding, ClaimHeader, IdentityHeaders,
-    IdentityJoin, LoginProvider, GitHubLogin, PemSource, SignatureAlgorithm,
-};
 use super::problem::HostError;
+use crate::clientauth::{
+    self, BearerTokens, BrowserLogin, CertificateBinding, ClaimHeader, GitHubLogin,
+    IdentityHeaders, IdentityJoin, LoginProvider, PemSource, SignatureAlgorithm,
+};
 use crate::oidc::jwt::{Algorithm, Binding, ClaimRule, ClaimTest, TokenRules};
 use crate::oidc::paths::{PublicPath, PublicPaths};
 use crate::oidc::session::{SessionKeyError, SessionKeys};
@@ -45,7 +45,10 @@ pub struct HostAuth {
 impl HostAuth {
     /// Every issuer key source the policy names (tokens, then login).
     pub fn key_sources(&self) -> impl Iterator<Item = &KeySource> {
-        let tokens = self.tokens.iter().flat_map(|t| t.issuers.iter().map(|i| &i.keys));
+        let tokens = self
+            .tokens
+            .iter()
+            .flat_map(|t| t.issuers.iter().map(|i| &i.keys));
         tokens.chain(self.login.iter().filter_map(|l| l.keys.as_ref()))
     }
 }
@@ -141,7 +144,9 @@ impl fmt::Debug for LoginAuth {
 #[non_exhaustive]
 pub enum AuthConfigError {
     /// The login's client-secret Secret, or its key, is missing.
-    #[error("spec.login.clientSecretRef: Secret {secret} has no key {key:?}; create it with the client secret registered at the provider")]
+    #[error(
+        "spec.login.clientSecretRef: Secret {secret} has no key {key:?}; create it with the client secret registered at the provider"
+    )]
     ClientSecretMissing {
         /// `ns/name`.
         secret: String,
@@ -149,7 +154,9 @@ pub enum AuthConfigError {
         key: String,
     },
     /// The session-key Secret is missing.
-    #[error("spec.login.sessionSecretRef: Secret {secret} not found; create it with a 32-byte key, e.g. kubectl create secret generic NAME --from-literal=k1=$(head -c32 /dev/urandom | base64)")]
+    #[error(
+        "spec.login.sessionSecretRef: Secret {secret} not found; create it with a 32-byte key, e.g. kubectl create secret generic NAME --from-literal=k1=$(head -c32 /dev/urandom | base64)"
+    )]
     SessionSecretMissing {
         /// `ns/name`.
         secret: String,
@@ -203,26 +210,38 @@ pub fn build(
         })?;
     let mut identity_headers: Vec<String> = Vec::new();
     if let Some(t) = &spec.tokens {
-        identity_headers.extend(t.claim_headers.iter().map(|h| h.header.to_ascii_lowercase()));
+        identity_headers.extend(
+            t.claim_headers
+                .iter()
+                .map(|h| h.header.to_ascii_lowercase()),
+        );
     }
     if let Some(l) = &spec.login {
         let h = &l.headers;
         identity_headers.extend(
-            [Some(&h.user), Some(&h.email), Some(&h.groups), h.access_token.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|n| n.to_ascii_lowercase()),
+            [
+                Some(&h.user),
+                Some(&h.email),
+                Some(&h.groups),
+                h.access_token.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|n| n.to_ascii_lowercase()),
         );
     }
     identity_headers.sort();
     identity_headers.dedup();
-    let public = PublicPaths::new(spec.public_paths.iter().filter_map(|p| {
-        match (&p.exact, &p.prefix) {
-            (Some(e), _) => Some(PublicPath::Exact(e.clone())),
-            (None, Some(pre)) => Some(PublicPath::Prefix(pre.clone())),
-            (None, None) => None,
-        }
-    }));
+    let public =
+        PublicPaths::new(
+            spec.public_paths
+                .iter()
+                .filter_map(|p| match (&p.exact, &p.prefix) {
+                    (Some(e), _) => Some(PublicPath::Exact(e.clone())),
+                    (None, Some(pre)) => Some(PublicPath::Prefix(pre.clone())),
+                    (None, None) => None,
+                }),
+        );
     Ok(Some(HostAuth {
         policy: id.to_string(),
         tokens,
@@ -344,11 +363,10 @@ fn login_auth(
     ns: &str,
     lookup: &dyn Lookup,
 ) -> Result<LoginAuth, LoginBuildError> {
-    let ca_pem = l
-        .ca
-        .as_ref()
-        .map(|c| lookup.pem("spec.login.ca".into(), c))
-        .transpose()?;
+    let ca_pem =
+        l.ca.as_ref()
+            .map(|c| lookup.pem("spec.login.ca".into(), c))
+            .transpose()?;
     let secret_key = l
         .client_secret_ref
         .key

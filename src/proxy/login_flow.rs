@@ -47,8 +47,11 @@ pub struct LoginState {
     revoked: Mutex<Option<RevokedSessions>>,
     /// One lock per refresh token being refreshed, so that a session's
     /// concurrent requests wait for one refresh instead of racing.
-    refreshing: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<Option<Refreshed>>>>>,
+    refreshing: Mutex<HashMap<[u8; 32], RefreshLock>>,
 }
+
+/// Held while one session's tokens are refreshed; holds the outcome after.
+type RefreshLock = Arc<tokio::sync::Mutex<Option<Refreshed>>>;
 
 /// A finished refresh: the new session, and when it was made.
 #[derive(Clone)]
@@ -74,7 +77,7 @@ impl LoginState {
             .revoke(iss, who, now, until)
     }
 
-    fn refresh_lock(&self, key: [u8; 32], now: i64) -> Arc<tokio::sync::Mutex<Option<Refreshed>>> {
+    fn refresh_lock(&self, key: [u8; 32], now: i64) -> RefreshLock {
         let Ok(mut map) = self.refreshing.lock() else {
             return Arc::default();
         };
@@ -87,6 +90,33 @@ impl LoginState {
             });
         }
         map.entry(key).or_default().clone()
+    }
+}
+
+/// `https://host[:port]` as the client addressed us: the port the client
+/// used (when it sent one) must be in the redirect URIs, or the provider
+/// sends the browser to port 443. `host` is the matched, normalised name;
+/// only a numeric port is taken from the request.
+fn origin(req: &Request<Incoming>, host: &str) -> String {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let port = authority
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| *p != "443");
+    match port {
+        Some(p) => format!("https://{host}:{p}"),
+        None => format!("https://{host}"),
     }
 }
 
@@ -231,11 +261,15 @@ async fn start_login(
         Ok(s) => s,
         Err(e) => {
             warn!(host, error = %e, "cannot start a login");
-            return refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot start a login", cookies);
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot start a login",
+                cookies,
+            );
         }
     };
     let scopes: Vec<&str> = login.scopes.iter().map(String::as_str).collect();
-    let redirect_uri = format!("https://{host}{RESERVED_PREFIX}callback");
+    let redirect_uri = format!("{}{RESERVED_PREFIX}callback", origin(req, host));
     let url = match login.provider {
         LoginProvider::OIDC => login::authorize_url(
             &ep.authorize,
@@ -283,8 +317,16 @@ pub async fn session(
     let mut s = match opened {
         Ok(s) => s,
         Err(SessionError::Missing) => {
-            return unauthenticated(&req, login, host, runtime, metrics, "session_missing", Vec::new())
-                .await;
+            return unauthenticated(
+                &req,
+                login,
+                host,
+                runtime,
+                metrics,
+                "session_missing",
+                Vec::new(),
+            )
+            .await;
         }
         Err(e) => {
             let result = match e {
@@ -306,12 +348,19 @@ pub async fn session(
         );
     }
     if runtime.login.is_revoked(&s, now) {
-        return unauthenticated(&req, login, host, runtime, metrics, "session_revoked", clear()).await;
+        return unauthenticated(
+            &req,
+            login,
+            host,
+            runtime,
+            metrics,
+            "session_revoked",
+            clear(),
+        )
+        .await;
     }
     let mut passed = Passed::default();
-    let expired_token = s
-        .access_token_expires_at
-        .is_some_and(|at| at <= now + 5);
+    let expired_token = s.access_token_expires_at.is_some_and(|at| at <= now + 5);
     if expired_token && s.refresh_token.is_some() {
         match refresh(&s, login, runtime, now).await {
             Some(fresh) => {
@@ -330,8 +379,16 @@ pub async fn session(
             }
             None => {
                 metrics.auth(host, AuthMethod::Session, "refresh_failed");
-                return unauthenticated(&req, login, host, runtime, metrics, "refresh_failed", clear())
-                    .await;
+                return unauthenticated(
+                    &req,
+                    login,
+                    host,
+                    runtime,
+                    metrics,
+                    "refresh_failed",
+                    clear(),
+                )
+                .await;
             }
         }
     }
@@ -388,7 +445,11 @@ async fn token_request(
 ) -> Result<TokenResponse, FetchError> {
     let client = client(login).ok_or(FetchError::BadUrl("no client"))?;
     let resp = client
-        .post_form(endpoint, form, Some((&login.client_id, &login.client_secret)))
+        .post_form(
+            endpoint,
+            form,
+            Some((&login.client_id, &login.client_secret)),
+        )
         .await?
         .success()?;
     serde_json::from_slice(&resp.body).map_err(|_| FetchError::BadUrl("not a token response"))
@@ -396,7 +457,12 @@ async fn token_request(
 
 /// Refreshes the session's tokens, once per session however many requests
 /// ask at the same time: the others wait and reuse the result.
-async fn refresh(s: &Session, login: &LoginAuth, runtime: &AuthRuntime, now: i64) -> Option<Session> {
+async fn refresh(
+    s: &Session,
+    login: &LoginAuth,
+    runtime: &AuthRuntime,
+    now: i64,
+) -> Option<Session> {
     let token = s.refresh_token.as_deref()?;
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let lock = runtime.login.refresh_lock(key, now);
@@ -449,7 +515,7 @@ pub async fn endpoint(
                 .uri()
                 .query()
                 .and_then(|q| login::query_param(q, "rd"))
-                .unwrap_or_else(|| "/".into());
+                .unwrap_or_else(|| "/".to_string());
             start_login(&req, login, host, runtime, metrics, &rd, &mut Vec::new()).await
         }
         "logout" => logout(&req, login, host, runtime, metrics).await,
@@ -501,11 +567,16 @@ async fn callback(
                 login::CallbackError::IdpError { .. } => "provider_refused",
                 _ => "state_mismatch",
             };
-            return fail(result, StatusCode::BAD_REQUEST, &format!("login failed: {e}"), &[]);
+            return fail(
+                result,
+                StatusCode::BAD_REQUEST,
+                &format!("login failed: {e}"),
+                &[],
+            );
         }
     };
     let clear_flow = [cb.clear_cookie.clone()];
-    let redirect_uri = format!("https://{host}{RESERVED_PREFIX}callback");
+    let redirect_uri = format!("{}{RESERVED_PREFIX}callback", origin(req, host));
     let tokens = match token_request(
         login,
         &ep.token,
@@ -547,10 +618,7 @@ async fn callback(
             );
         }
     };
-    let ok = login
-        .claims
-        .iter()
-        .all(|r| jwt::rule_holds(r, &claims));
+    let ok = login.claims.iter().all(|r| jwt::rule_holds(r, &claims));
     if !ok {
         return fail(
             "claims_denied",
@@ -586,24 +654,18 @@ async fn callback(
     if login.minimal_session {
         s = s.minimal();
     }
-    let sealed = match session::seal_cookies(
-        &login.session_keys,
-        host,
-        &s,
-        SESSION_COOKIE,
-        &cookie,
-        now,
-    ) {
-        Err(SessionError::TooLarge) => session::seal_cookies(
-            &login.session_keys,
-            host,
-            &s.minimal(),
-            SESSION_COOKIE,
-            &cookie,
-            now,
-        ),
-        other => other,
-    };
+    let sealed =
+        match session::seal_cookies(&login.session_keys, host, &s, SESSION_COOKIE, &cookie, now) {
+            Err(SessionError::TooLarge) => session::seal_cookies(
+                &login.session_keys,
+                host,
+                &s.minimal(),
+                SESSION_COOKIE,
+                &cookie,
+                now,
+            ),
+            other => other,
+        };
     let mut cookies = match sealed {
         Ok(c) => c,
         Err(e) => {
@@ -710,7 +772,7 @@ async fn logout(
     .ok();
     let cookies = session::clear_cookies(std::iter::once(cookie.as_str()), SESSION_COOKIE);
     metrics.auth(host, AuthMethod::Login, "logout");
-    let back = format!("https://{host}{}", login.post_logout_path);
+    let back = format!("{}{}", origin(req, host), login.post_logout_path);
     let end_session = match login.provider {
         LoginProvider::OIDC => endpoints(login, runtime).await.and_then(|e| e.end_session),
         LoginProvider::GitHub => None,
@@ -725,10 +787,7 @@ async fn logout(
                 params.push(("id_token_hint", hint));
             }
             let sep = if end.contains('?') { '&' } else { '?' };
-            let url = format!(
-                "{end}{sep}{}",
-                crate::oidc::client::form_urlencode(&params)
-            );
+            let url = format!("{end}{sep}{}", crate::oidc::client::form_urlencode(&params));
             redirect(&url, &cookies)
         }
         None => redirect(&login.post_logout_path, &cookies),
@@ -759,7 +818,10 @@ async fn backchannel_logout(
     if req.method() != hyper::Method::POST {
         return bad("POST a logout_token");
     }
-    let body = match Limited::new(req.into_body(), MAX_LOGOUT_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_LOGOUT_BODY)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(_) => return bad("unreadable body"),
     };
@@ -793,9 +855,12 @@ async fn backchannel_logout(
         }
     };
     let until = now + login.session_lifetime;
-    let n = runtime
-        .login
-        .revoke(login.issuer.as_deref().unwrap_or_default(), &who, now, until);
+    let n = runtime.login.revoke(
+        login.issuer.as_deref().unwrap_or_default(),
+        &who,
+        now,
+        until,
+    );
     metrics.auth(host, AuthMethod::Login, "backchannel_logout");
     info!(host, revoked = n, "back-channel logout");
     let mut r = answer(StatusCode::OK, "", []);

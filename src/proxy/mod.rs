@@ -3,12 +3,12 @@
 //! state; [`server`] serves it.
 
 pub mod authenticate;
-pub mod host_auth;
 mod github;
+pub mod host_auth;
 mod http1;
-mod login_flow;
 pub mod identity;
 pub mod kube_source;
+mod login_flow;
 pub mod problem;
 pub mod routes;
 pub mod server;

@@ -440,8 +440,8 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
     // and hyper moves that future around.
     let mut set_cookies = Vec::new();
     let admitted = match admit(host.as_deref(), entry, conn) {
-        Err(resp) => Routed::Answer(resp),
-        Ok((host, target)) => match &target.auth {
+        Admission::Refused(resp) => Routed::Answer(resp),
+        Admission::Admitted(host, target) => match &target.auth {
             None => route(req, host, target, conn),
             Some(auth) => {
                 let cert = conn.identity.as_ref().map(|i| &i.cert_digest);
@@ -546,15 +546,23 @@ enum Routed<'s> {
     },
 }
 
+/// Whether a request may go on to authentication and routing.
+enum Admission<'s, 'h> {
+    /// The host name and its entry.
+    Admitted(&'h str, &'s Arc<HostEntry>),
+    /// The answer that ends the request.
+    Refused(Response<ProxyBody>),
+}
+
 /// Checks the host `entry` the request's Host header names against the
 /// connection: the host, and the verdict of its allow-list. No I/O.
 fn admit<'s, 'h>(
     host: Option<&'h str>,
     entry: Option<&'s Arc<HostEntry>>,
     conn: &Connection,
-) -> Result<(&'h str, &'s Arc<HostEntry>), Response<ProxyBody>> {
+) -> Admission<'s, 'h> {
     let Some(host) = host else {
-        return Err(text(
+        return Admission::Refused(text(
             StatusCode::BAD_REQUEST,
             "missing Host header\n".into(),
         ));
@@ -564,7 +572,7 @@ fn admit<'s, 'h>(
         // another policy than the one its handshake was checked against.
         Some(t) if Arc::ptr_eq(t, &conn.sni_host) || t.policy == conn.sni_host.policy => t,
         _ => {
-            return Err(text(
+            return Admission::Refused(text(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!(
                     "this connection was opened for {}; open a new connection for {host}\n",
@@ -574,9 +582,9 @@ fn admit<'s, 'h>(
         }
     };
     if let Some(why) = &conn.refused {
-        return Err(text(StatusCode::FORBIDDEN, format!("{why}\n")));
+        return Admission::Refused(text(StatusCode::FORBIDDEN, format!("{why}\n")));
     }
-    Ok((host, target))
+    Admission::Admitted(host, target)
 }
 
 /// Picks the upstream endpoint for an admitted (and authenticated)
