@@ -268,18 +268,29 @@ impl<K: KeySet> KeyCache<K> {
     /// set after at most one fetch. Concurrent callers share one fetch; no
     /// fetch happens when one started less than `min_refetch_interval` ago
     /// (the caller gets the current keys, which may still lack `kid`).
+    /// The fetch runs in its own task, so a caller that goes away (its
+    /// client hung up) does not cancel it for the others.
     ///
     /// [`current`]: KeyCache::current
-    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> Arc<K> {
+    pub async fn refresh_for_unknown_kid(self: &Arc<Self>, kid: &str) -> Arc<K> {
         let seen = self.generation.load(Ordering::Acquire);
         let keys = self.current();
         if keys.contains(kid) {
             return keys;
         }
+        let cache = Arc::clone(self);
+        // A panic in the fetch leaves the keys as they were.
+        let _ = tokio::spawn(async move { cache.fetch_unless_recent(seen).await }).await;
+        self.current()
+    }
+
+    /// The shared part of [`KeyCache::refresh_for_unknown_kid`]: `seen` is
+    /// the fetch generation the caller saw before it missed.
+    async fn fetch_unless_recent(&self, seen: u64) {
         let mut state = self.fetch.lock().await;
         if self.generation.load(Ordering::Acquire) != seen {
             // A fetch ended while we waited: its result is ours too.
-            return self.current();
+            return;
         }
         let recent = state
             .last_attempt
@@ -288,7 +299,6 @@ impl<K: KeySet> KeyCache<K> {
             // The outcome is logged and counted; the caller only needs keys.
             let _ = self.fetch_locked(&mut state).await;
         }
-        self.current()
     }
 
     /// How long until the scheduled refresh is due (zero when it is).
@@ -581,6 +591,28 @@ mod tests {
         for set in sets {
             assert!(set.unwrap().contains("k2"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_does_not_cancel_the_fetch() {
+        let idp = Idp::start().await;
+        let mut c = config(&idp);
+        c.min_refetch_interval = Duration::from_millis(100);
+        let keys = cache(&idp, c);
+        keys.refresh().await.unwrap();
+        idp.set_kids(&["k2"]);
+        idp.set_delay(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // The request that triggered the fetch is dropped mid-fetch...
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            keys.refresh_for_unknown_kid("k2"),
+        )
+        .await;
+        assert!(gone.is_err());
+        // ...and the next one still gets that fetch's keys.
+        assert!(keys.refresh_for_unknown_kid("k2").await.contains("k2"));
+        assert_eq!(idp.jwks_requests(), 2);
     }
 
     #[tokio::test]
