@@ -268,18 +268,29 @@ impl<K: KeySet> KeyCache<K> {
     /// set after at most one fetch. Concurrent callers share one fetch; no
     /// fetch happens when one started less than `min_refetch_interval` ago
     /// (the caller gets the current keys, which may still lack `kid`).
+    /// The fetch runs in its own task, so a caller that goes away (its
+    /// client hung up) does not cancel it for the others.
     ///
     /// [`current`]: KeyCache::current
-    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> Arc<K> {
+    pub async fn refresh_for_unknown_kid(self: &Arc<Self>, kid: &str) -> Arc<K> {
         let seen = self.generation.load(Ordering::Acquire);
         let keys = self.current();
         if keys.contains(kid) {
             return keys;
         }
+        let cache = Arc::clone(self);
+        // A panic in the fetch leaves the keys as they were.
+        let _ = tokio::spawn(async move { cache.fetch_unless_recent(seen).await }).await;
+        self.current()
+    }
+
+    /// The shared part of [`KeyCache::refresh_for_unknown_kid`]: `seen` is
+    /// the fetch generation the caller saw before it missed.
+    async fn fetch_unless_recent(&self, seen: u64) {
         let mut state = self.fetch.lock().await;
         if self.generation.load(Ordering::Acquire) != seen {
             // A fetch ended while we waited: its result is ours too.
-            return self.current();
+            return;
         }
         let recent = state
             .last_attempt
@@ -288,7 +299,6 @@ impl<K: KeySet> KeyCache<K> {
             // The outcome is logged and counted; the caller only needs keys.
             let _ = self.fetch_locked(&mut state).await;
         }
-        self.current()
     }
 
     /// How long until the scheduled refresh is due (zero when it is).
@@ -451,5 +461,311 @@ pub fn refresh_interval(
     match asked {
         Some(d) => d.clamp(min, max.max(min)),
         None => default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::fixtures::{Idp, Mode};
+    use crate::testing::Captured;
+
+    /// Records the kids of `{"keys":[{"kid":..}]}`; stands in for `Jwks`.
+    #[derive(Debug, Default)]
+    struct Kids(Vec<String>);
+
+    impl KeySet for Kids {
+        type Error = serde_json::Error;
+        fn parse(json: &[u8]) -> Result<Self, serde_json::Error> {
+            #[derive(serde::Deserialize)]
+            struct Doc {
+                keys: Vec<Key>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Key {
+                kid: String,
+            }
+            let doc: Doc = serde_json::from_slice(json)?;
+            Ok(Kids(doc.keys.into_iter().map(|k| k.kid).collect()))
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn contains(&self, kid: &str) -> bool {
+            self.0.iter().any(|k| k == kid)
+        }
+    }
+
+    fn config(idp: &Idp) -> KeyCacheConfig {
+        let mut c = KeyCacheConfig::new(idp.issuer.clone());
+        c.jwks_uri = Some(idp.jwks_uri());
+        c
+    }
+
+    fn cache(idp: &Idp, config: KeyCacheConfig) -> Arc<KeyCache<Kids>> {
+        KeyCache::new(config, idp.client())
+    }
+
+    #[tokio::test]
+    async fn discovers_the_key_set_once() {
+        let idp = Idp::start().await;
+        let keys = cache(&idp, KeyCacheConfig::new(idp.issuer.clone()));
+        assert!(keys.current().is_empty());
+        keys.refresh().await.unwrap();
+        assert!(keys.current().contains("k1"));
+        assert_eq!(keys.discovery().unwrap().jwks_uri, idp.jwks_uri());
+        keys.refresh().await.unwrap();
+        assert_eq!((idp.discovery_requests(), idp.jwks_requests()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_discovery_naming_another_issuer_gives_no_keys() {
+        let idp = Idp::start().await;
+        idp.set_issuer_in_doc("https://evil.example");
+        let keys = cache(&idp, KeyCacheConfig::new(idp.issuer.clone()));
+        let err = keys.refresh().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeyFetchError::Discovery(DiscoveryError::IssuerMismatch { .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(idp.jwks_requests(), 0);
+        assert_eq!(keys.stats().fetches(FetchOutcome::Invalid), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_after_rotation_refetches_once_then_rate_limits() {
+        let idp = Idp::start().await;
+        let mut c = config(&idp);
+        c.min_refetch_interval = Duration::from_millis(200);
+        let keys = cache(&idp, c);
+        keys.refresh().await.unwrap();
+        // A kid the set already holds never fetches.
+        assert!(keys.refresh_for_unknown_kid("k1").await.contains("k1"));
+        assert_eq!(idp.jwks_requests(), 1);
+
+        idp.set_kids(&["k2", "k3"]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // The first unknown kid after the interval fetches at once.
+        let set = keys.refresh_for_unknown_kid("k2").await;
+        assert!(set.contains("k2") && set.contains("k3") && !set.contains("k1"));
+        assert_eq!(idp.jwks_requests(), 2);
+
+        // Another unknown kid right after: no fetch.
+        idp.set_kids(&["k4"]);
+        let set = keys.refresh_for_unknown_kid("k4").await;
+        assert!(!set.contains("k4"));
+        assert_eq!(idp.jwks_requests(), 2);
+
+        // Once the interval has passed, it fetches again.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(keys.refresh_for_unknown_kid("k4").await.contains("k4"));
+        assert_eq!(idp.jwks_requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let idp = Idp::start().await;
+        let mut c = config(&idp);
+        // No rate limit: only the coalescing can keep this to one fetch.
+        c.min_refetch_interval = Duration::ZERO;
+        let keys = cache(&idp, c);
+        keys.refresh().await.unwrap();
+        idp.set_kids(&["k2"]);
+        idp.set_delay(Duration::from_millis(100));
+
+        let lookups = (0..50).map(|i| {
+            let keys = keys.clone();
+            // Half ask for the new kid, half for one that never comes.
+            let kid = if i % 2 == 0 { "k2" } else { "ghost" };
+            tokio::spawn(async move { keys.refresh_for_unknown_kid(kid).await })
+        });
+        let sets = futures::future::join_all(lookups).await;
+        assert_eq!(
+            idp.jwks_requests(),
+            2,
+            "one initial fetch, one for all 50 misses"
+        );
+        for set in sets {
+            assert!(set.unwrap().contains("k2"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_does_not_cancel_the_fetch() {
+        let idp = Idp::start().await;
+        let mut c = config(&idp);
+        c.min_refetch_interval = Duration::from_millis(100);
+        let keys = cache(&idp, c);
+        keys.refresh().await.unwrap();
+        idp.set_kids(&["k2"]);
+        idp.set_delay(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // The request that triggered the fetch is dropped mid-fetch...
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            keys.refresh_for_unknown_kid("k2"),
+        )
+        .await;
+        assert!(gone.is_err());
+        // ...and the next one still gets that fetch's keys.
+        assert!(keys.refresh_for_unknown_kid("k2").await.contains("k2"));
+        assert_eq!(idp.jwks_requests(), 2);
+    }
+
+    #[tokio::test]
+    async fn failed_fetches_keep_the_last_good_keys() {
+        let mut idp = Idp::start().await;
+        let keys = cache(&idp, config(&idp));
+        keys.refresh().await.unwrap();
+        let good = keys.stats();
+        assert!(!good.stale && good.last_error.is_none() && good.keys == 1);
+        assert!(good.last_success.is_some_and(|t| t > 1_700_000_000));
+
+        for (mode, outcome) in [
+            (Mode::BadJson, FetchOutcome::Invalid),
+            (Mode::EmptySet, FetchOutcome::Empty),
+            (Mode::ServerError, FetchOutcome::Error),
+        ] {
+            idp.set_mode(mode);
+            assert!(keys.refresh().await.is_err(), "{mode:?}");
+            assert!(keys.current().contains("k1"), "{mode:?} replaced the keys");
+            assert_eq!(keys.stats().fetches(outcome), 1, "{mode:?}");
+        }
+        idp.set_mode(Mode::Normal);
+        keys.refresh().await.unwrap();
+        assert!(!keys.stats().stale);
+
+        idp.down().await;
+        let err = keys.refresh().await.unwrap_err();
+        assert!(
+            matches!(err, KeyFetchError::Fetch(FetchError::Connect { .. })),
+            "{err:?}"
+        );
+        let stats = keys.stats();
+        assert!(keys.current().contains("k1"));
+        assert!(stats.stale);
+        assert_eq!(stats.keys, 1);
+        assert!(stats.last_success >= good.last_success);
+        assert!(
+            stats
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("cannot connect")
+        );
+        assert_eq!(stats.fetches(FetchOutcome::Success), 2);
+        assert_eq!(stats.fetches(FetchOutcome::Error), 2);
+        // A failure retries sooner than the normal schedule.
+        assert!(keys.next_refresh_in() <= DEFAULT_RETRY_AFTER_FAILURE);
+        assert!(keys.next_refresh_in() > DEFAULT_RETRY_AFTER_FAILURE - Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_failure_streak_warns_once() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = crate::telemetry::subscriber(
+            crate::telemetry::LogFormat::Json,
+            tracing_subscriber::EnvFilter::new("info"),
+            false,
+            move || writer.clone(),
+        );
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let idp = Idp::start().await;
+        // Parallel tests without a subscriber can leave these callsites
+        // cached as "never" while registering them: hit them once, then
+        // recompute with this subscriber in place, and read what follows.
+        let warm_up = cache(&idp, config(&idp));
+        idp.set_mode(Mode::ServerError);
+        warm_up.refresh().await.unwrap_err();
+        idp.set_mode(Mode::Normal);
+        warm_up.refresh().await.unwrap();
+        tracing::callsite::rebuild_interest_cache();
+        let from = out.bytes().len();
+
+        let keys = cache(&idp, config(&idp));
+        keys.refresh().await.unwrap();
+        idp.set_mode(Mode::ServerError);
+        for _ in 0..3 {
+            keys.refresh().await.unwrap_err();
+        }
+        idp.set_mode(Mode::Normal);
+        keys.refresh().await.unwrap();
+        idp.set_mode(Mode::BadJson);
+        keys.refresh().await.unwrap_err();
+
+        let text = String::from_utf8(out.bytes()[from..].to_vec()).unwrap();
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("fetch failed"))
+            .collect();
+        assert_eq!(warnings.len(), 2, "{text}");
+        assert!(
+            warnings[0].contains(&idp.issuer) && warnings[0].contains("500"),
+            "{text}"
+        );
+        assert!(warnings[1].contains("invalid key set"), "{text}");
+        assert_eq!(text.matches("fetched again").count(), 1, "{text}");
+    }
+
+    #[tokio::test]
+    async fn max_age_sets_the_schedule_within_bounds() {
+        let idp = Idp::start().await;
+        let keys = cache(&idp, config(&idp));
+        let near = |d: Duration, want: Duration| d <= want && d + Duration::from_secs(5) > want;
+        for (header, want) in [
+            (None, DEFAULT_REFRESH),
+            (Some("public, max-age=120"), Duration::from_secs(120)),
+            (Some("max-age=5"), MIN_REFRESH),
+            (Some("max-age=99999999"), MAX_REFRESH),
+            (Some("no-cache"), MIN_REFRESH),
+        ] {
+            idp.set_cache_control(header);
+            keys.refresh().await.unwrap();
+            let next = keys.next_refresh_in();
+            assert!(near(next, want), "{header:?}: {next:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn refresh_interval_reads_max_age() {
+        let d = |s: u64| Duration::from_secs(s);
+        let interval = |cc| refresh_interval(cc, d(300), d(60), d(86_400));
+        assert_eq!(interval(None), d(300));
+        assert_eq!(interval(Some("public")), d(300));
+        assert_eq!(interval(Some("max-age=abc")), d(300));
+        assert_eq!(interval(Some("Max-Age=\"600\"")), d(600));
+        assert_eq!(interval(Some("max-age=600, no-store")), d(60));
+        assert_eq!(interval(Some("max-age=0")), d(60));
+        assert_eq!(interval(Some("max-age=31536000")), d(86_400));
+    }
+
+    #[tokio::test]
+    async fn run_refreshes_on_schedule_until_shutdown() {
+        let idp = Idp::start().await;
+        let mut c = config(&idp);
+        c.min_refresh = Duration::from_millis(50);
+        idp.set_cache_control(Some("max-age=0"));
+        let keys = cache(&idp, c);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(keys.clone().run(async {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The first fetch at once, then one about every 50 ms.
+        let fetched = idp.jwks_requests();
+        assert!((3..=10).contains(&fetched), "{fetched} fetches");
+        assert!(keys.current().contains("k1"));
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("run stops on shutdown")
+            .unwrap();
+        let after = idp.jwks_requests();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(idp.jwks_requests(), after);
     }
 }
