@@ -124,6 +124,9 @@ pub struct HostEntry {
     /// request has found it: most requests then count without hashing the
     /// labels or taking the family's lock.
     pub ok_requests: OnceLock<Counter>,
+    /// This host's bearer and session `result="ok"` series of the
+    /// authentication counter, found once.
+    pub auth_ok: [OnceLock<Counter>; 2],
 }
 
 /// The proxy's whole serving state at one moment.
@@ -745,6 +748,7 @@ fn build_host(
         auth: policy.as_ref().and_then(|p| p.auth.clone()),
         expiries,
         ok_requests: OnceLock::new(),
+        auth_ok: Default::default(),
     })
 }
 
