@@ -1,6 +1,8 @@
 //! GitHub login: GitHub speaks OAuth 2.0 without ID tokens, so the
 //! identity is read from its REST API with the user's access token:
-//! `/user`, `/user/emails`, `/user/orgs` and `/user/teams`.
+//! `/user`, `/user/emails`, `/user/orgs` and `/user/teams`. One page of
+//! 100 entries each is read: a user in more organizations or teams than
+//! that is judged on the first hundred.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -70,7 +72,7 @@ pub async fn identity(
     let user: User = get(client, api, "/user", token).await?;
     let email = match user.email {
         Some(e) => Some(e),
-        None => get::<Vec<Email>>(client, api, "/user/emails", token)
+        None => get::<Vec<Email>>(client, api, "/user/emails?per_page=100", token)
             .await
             .ok()
             .and_then(|list| {
@@ -79,12 +81,12 @@ pub async fn identity(
                     .map(|e| e.email)
             }),
     };
-    let orgs: Vec<String> = get::<Vec<Org>>(client, api, "/user/orgs", token)
+    let orgs: Vec<String> = get::<Vec<Org>>(client, api, "/user/orgs?per_page=100", token)
         .await?
         .into_iter()
         .map(|o| o.login)
         .collect();
-    let teams: Vec<String> = get::<Vec<Team>>(client, api, "/user/teams", token)
+    let teams: Vec<String> = get::<Vec<Team>>(client, api, "/user/teams?per_page=100", token)
         .await?
         .into_iter()
         .map(|t| format!("{}/{}", t.organization.login, t.slug))

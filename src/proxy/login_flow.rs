@@ -378,7 +378,6 @@ pub async fn session(
                 s = fresh;
             }
             None => {
-                metrics.count(AuthMethod::Session, "refresh_failed");
                 return unauthenticated(
                     &req,
                     login,
