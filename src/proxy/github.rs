@@ -1,14 +1,13 @@
 //! GitHub login: GitHub speaks OAuth 2.0 without ID tokens, so the
 //! identity is read from its REST API with the user's access token:
-//! `/user`, `/user/emails`, `/user/orgs` and `/user/teams`. One page of
-//! 100 entries each is read: a user in more organizations or teams than
-//! that is judged on the first hundred.
+//! `/user`, `/user/emails`, `/user/orgs` and `/user/teams`; the lists are
+//! read page by page (100 a page, up to 10 pages).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::clientauth::GitHubLogin;
-use crate::oidc::client::HttpClient;
+use crate::oidc::client::{HttpClient, next_link};
 
 #[derive(Deserialize)]
 struct User {
@@ -38,6 +37,38 @@ struct Org {
 struct Team {
     slug: String,
     organization: Org,
+}
+
+/// Most pages of a list read: 10 × 100 organizations or teams.
+const MAX_PAGES: usize = 10;
+
+/// Every page of a paged list, following `Link: rel="next"` on the same
+/// API host, up to [`MAX_PAGES`].
+async fn get_all<T: for<'de> Deserialize<'de>>(
+    client: &HttpClient,
+    api: &str,
+    path: &str,
+    token: &str,
+) -> Result<Vec<T>, &'static str> {
+    let mut url = format!("{api}{path}");
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let resp = client
+            .get_with_bearer(&url, token)
+            .await
+            .and_then(|r| r.success())
+            .map_err(|_| "provider_unavailable")?;
+        let page: Vec<T> =
+            serde_json::from_slice(&resp.body).map_err(|_| "provider_unavailable")?;
+        out.extend(page);
+        // The token goes only where the API lives: a next link elsewhere
+        // ends the listing.
+        match resp.link.as_deref().and_then(next_link) {
+            Some(next) if next.starts_with(&format!("{api}/")) => url = next.to_string(),
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 async fn get<T: for<'de> Deserialize<'de>>(
@@ -81,12 +112,12 @@ pub async fn identity(
                     .map(|e| e.email)
             }),
     };
-    let orgs: Vec<String> = get::<Vec<Org>>(client, api, "/user/orgs?per_page=100", token)
+    let orgs: Vec<String> = get_all::<Org>(client, api, "/user/orgs?per_page=100", token)
         .await?
         .into_iter()
         .map(|o| o.login)
         .collect();
-    let teams: Vec<String> = get::<Vec<Team>>(client, api, "/user/teams?per_page=100", token)
+    let teams: Vec<String> = get_all::<Team>(client, api, "/user/teams?per_page=100", token)
         .await?
         .into_iter()
         .map(|t| format!("{}/{}", t.organization.login, t.slug))
