@@ -362,8 +362,10 @@ wait_ready() { # wait_ready NAME PORT
     [ "$got" = 200 ] && break
     sleep 0.2
   done
+  local hint=""
+  [ "$name" = tlsward ] && hint=", $(grep -c '"GET /jwks.json' "$WORK/logs/jwks.log" 2>/dev/null || true) JWKS fetches so far$([ "$JWKS_SCHEME" = http ] && echo '; JWKS_SCHEME=https if the proxy wants an https jwksUri')"
   for t in es256 rs256; do
-    expect "$name" "$port" bench.local 200 "a request with the client certificate and the ${t^^} token" \
+    expect "$name" "$port" bench.local 200 "a request with the client certificate and the ${t^^} token$hint" \
       "${CURL_CERT[@]}" -H "$(bearer "$t")"
   done
   expect "$name" "$port" bench.local 401 "a request without a token (the token check is not working)" "${CURL_CERT[@]}"
