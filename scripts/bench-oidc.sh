@@ -28,8 +28,9 @@
 #                       the binary as is)
 #   TLSWARD_BIN=        the tlsward binary (default target/dist/tlsward)
 #   TLSWARD_ARGS="--idle-timeout-seconds 300"   extra flags for `tlsward proxy`
-#   JWKS_SCHEME=http    how the proxy fetches the JWKS: http, or https (with
-#                       the bench server CA as the issuer's ca.inline)
+#   JWKS_SCHEME=https   how the proxy fetches the JWKS: https (the bench
+#                       server CA as the issuer's ca.inline), or http (the
+#                       proxy refuses plain http unless told to allow it)
 #   JWT_CACHE_SIZE=100  Envoy's jwt_cache_config.jwt_cache_size
 #   PAUSE=1             seconds of quiet between two oha runs
 #   QUIET_WAIT=0        wait up to this many seconds for other work on the
@@ -57,7 +58,7 @@ BASE_PORT="${BASE_PORT:-19500}"
 BUILD="${BUILD:-1}"
 PAUSE="${PAUSE:-1}"
 TLSWARD_ARGS="${TLSWARD_ARGS---idle-timeout-seconds 300}"
-JWKS_SCHEME="${JWKS_SCHEME:-http}"
+JWKS_SCHEME="${JWKS_SCHEME:-https}"
 JWT_CACHE_SIZE="${JWT_CACHE_SIZE:-100}"
 OUT_DIR="${OUT_DIR:-}"
 KEEP_WORK="${KEEP_WORK:-0}"
@@ -363,7 +364,7 @@ wait_ready() { # wait_ready NAME PORT
     sleep 0.2
   done
   local hint=""
-  [ "$name" = tlsward ] && hint=", $(grep -c '"GET /jwks.json' "$WORK/logs/jwks.log" 2>/dev/null || true) JWKS fetches so far$([ "$JWKS_SCHEME" = http ] && echo '; JWKS_SCHEME=https if the proxy wants an https jwksUri')"
+  [ "$name" = tlsward ] && hint=", $(grep -c '"GET /jwks.json' "$WORK/logs/jwks.log" 2>/dev/null || true) JWKS fetches so far$([ "$JWKS_SCHEME" = http ] && echo '; the proxy refuses a plain-http jwksUri unless allowed: try JWKS_SCHEME=https')"
   for t in es256 rs256; do
     expect "$name" "$port" bench.local 200 "a request with the client certificate and the ${t^^} token$hint" \
       "${CURL_CERT[@]}" -H "$(bearer "$t")"
