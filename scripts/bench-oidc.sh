@@ -364,7 +364,12 @@ wait_ready() { # wait_ready NAME PORT
     sleep 0.2
   done
   local hint=""
-  [ "$name" = tlsward ] && hint=", $(grep -c '"GET /jwks.json' "$WORK/logs/jwks.log" 2>/dev/null || true) JWKS fetches so far$([ "$JWKS_SCHEME" = http ] && echo '; the proxy refuses a plain-http jwksUri unless allowed: try JWKS_SCHEME=https')"
+  if [ "$name" = tlsward ]; then
+    hint=", $(grep -c '"GET /jwks.json' "$WORK/logs/jwks.log" 2>/dev/null || true) JWKS fetches so far"
+    if [ "$JWKS_SCHEME" = http ]; then
+      hint+="; the proxy refuses a plain-http jwksUri unless allowed: try JWKS_SCHEME=https"
+    fi
+  fi
   for t in es256 rs256; do
     expect "$name" "$port" bench.local 200 "a request with the client certificate and the ${t^^} token$hint" \
       "${CURL_CERT[@]}" -H "$(bearer "$t")"
