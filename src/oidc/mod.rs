@@ -5,3 +5,4 @@
 //! and return data; `client` and `keys` talk to identity providers.
 
 pub mod jwt;
+pub mod paths;
