@@ -68,6 +68,28 @@ if ! command -v kubernetes-validate >/dev/null; then
   python3 -m pip install -q kubernetes-validate
 fi
 
+# The OpenID provider of the OIDC tests: npm oidc-provider (panva), pinned
+# by tests/oidc-provider/package-lock.json. `npm ci` runs only when the lock
+# file changed since the last install (a stamp in node_modules), so a second
+# run costs nothing. Needs Node.js >= 20 and npm; under CI=true their absence
+# or a failed install is an error, elsewhere the OIDC tests say they skip.
+OIDC_DIR="tests/oidc-provider"
+oidc_stamp="$OIDC_DIR/node_modules/.tlsward-lock-sha256"
+if command -v node >/dev/null && command -v npm >/dev/null \
+  && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then
+  lock_sum=$(sha256sum "$OIDC_DIR/package-lock.json" | cut -d' ' -f1)
+  if [ ! -f "$oidc_stamp" ] || [ "$(cat "$oidc_stamp")" != "$lock_sum" ]; then
+    echo "installing the test OpenID provider with npm ci ($OIDC_DIR)"
+    (cd "$OIDC_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" > "$oidc_stamp"
+  fi
+elif [ "${CI:-}" = "true" ]; then
+  echo "error: Node.js >= 20 and npm are required for the OIDC tests (CI=true)" >&2
+  exit 1
+else
+  echo "warning: no Node.js >= 20 with npm: the OIDC provider tests will skip" >&2
+fi
+
 export PATH="$TOOLS/bin:$PATH"
 for tool in kubectl helm promtool openssl curl kubernetes-validate; do
   if ! command -v "$tool" >/dev/null; then
@@ -75,4 +97,4 @@ for tool in kubectl helm promtool openssl curl kubernetes-validate; do
     exit 1
   fi
 done
-echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); helm $(helm version --template '{{.Version}}'); $(promtool --version 2>&1 | head -1); $(openssl version)"
+echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); helm $(helm version --template '{{.Version}}'); $(promtool --version 2>&1 | head -1); $(openssl version); oidc-provider $(node -p 'require("./tests/oidc-provider/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo missing)"

@@ -375,6 +375,146 @@ pub struct ExpiryLabels {
     pub secret: String,
 }
 
+/// How a request was authenticated (the `method` label).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `bearer`: a bearer token.
+    Bearer,
+    /// `session`: a browser-login session cookie.
+    Session,
+    /// `login`: the login flow itself (redirect, callback, logout).
+    Login,
+    /// `public`: a public path.
+    Public,
+}
+
+impl AuthMethod {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Bearer => "bearer",
+            AuthMethod::Session => "session",
+            AuthMethod::Login => "login",
+            AuthMethod::Public => "public",
+        }
+    }
+}
+
+impl EncodeLabelValue for AuthMethod {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
+
+/// Labels of the authentication counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// The served host.
+    pub host: String,
+    /// How the request tried to authenticate.
+    pub method: AuthMethod,
+    /// `ok`, or why not (`token_expired`, `bad_signature`, ...).
+    pub result: &'static str,
+}
+
+/// Labels of the per-issuer fetch counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerResultLabels {
+    issuer: String,
+    result: &'static str,
+}
+
+/// Labels of the per-issuer gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+/// The issuers' key caches, read at scrape time: their counters live in
+/// the caches, which come and go with the policies.
+#[derive(Clone, Debug, Default)]
+pub struct IssuerMetrics {
+    caches: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<crate::oidc::keys::KeyCache>>>>,
+}
+
+impl IssuerMetrics {
+    /// Reports `cache` from now on.
+    pub fn track(&self, cache: std::sync::Arc<crate::oidc::keys::KeyCache>) {
+        if let Ok(mut caches) = self.caches.lock() {
+            caches.push(cache);
+        }
+    }
+
+    /// Stops reporting `cache`.
+    pub fn forget(&self, cache: &std::sync::Arc<crate::oidc::keys::KeyCache>) {
+        if let Ok(mut caches) = self.caches.lock() {
+            caches.retain(|c| !std::sync::Arc::ptr_eq(c, cache));
+        }
+    }
+}
+
+impl prometheus_client::collector::Collector for IssuerMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::Gauge;
+        let stats: Vec<_> = match self.caches.lock() {
+            Ok(c) => c.iter().map(|c| c.stats()).collect(),
+            Err(_) => return Ok(()),
+        };
+        let fetches = Family::<IssuerResultLabels, Counter>::default();
+        let keys = Family::<IssuerLabels, Gauge>::default();
+        let last = Family::<IssuerLabels, Gauge>::default();
+        let stale = Family::<IssuerLabels, Gauge>::default();
+        for s in &stats {
+            for (outcome, n) in s.fetches {
+                fetches
+                    .get_or_create(&IssuerResultLabels {
+                        issuer: s.issuer.clone(),
+                        result: outcome.as_str(),
+                    })
+                    .inc_by(n);
+            }
+            let l = IssuerLabels {
+                issuer: s.issuer.clone(),
+            };
+            keys.get_or_create(&l).set(s.keys as i64);
+            stale.get_or_create(&l).set(i64::from(s.stale));
+            if let Some(t) = s.last_success {
+                last.get_or_create(&l).set(t);
+            }
+        }
+        let families: [(&str, &str, &dyn EncodeMetric); 4] = [
+            (
+                "tlsward_oidc_jwks_fetches",
+                "Key-set fetches per issuer, by result",
+                &fetches,
+            ),
+            ("tlsward_oidc_keys", "Signing keys held per issuer", &keys),
+            (
+                "tlsward_oidc_jwks_last_success_timestamp_seconds",
+                "When each issuer's keys were last fetched, as a Unix timestamp",
+                &last,
+            ),
+            (
+                "tlsward_oidc_jwks_stale",
+                "1 while an issuer's last key fetch failed and older keys are served",
+                &stale,
+            ),
+        ];
+        for (name, help, metric) in families {
+            let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(m)?;
+        }
+        Ok(())
+    }
+}
+
 /// The proxy's metrics.
 pub struct ProxyMetrics {
     /// Requests by host and status code.
@@ -391,6 +531,10 @@ pub struct ProxyMetrics {
     pub config_problems: prometheus_client::metrics::gauge::Gauge,
     /// notAfter of every served certificate and trust anchor.
     pub certificate_expiry: Family<ExpiryLabels, prometheus_client::metrics::gauge::Gauge>,
+    /// Authentication results by host, method and result.
+    pub authentications: Family<AuthLabels, Counter>,
+    /// The issuers' key caches.
+    pub issuers: IssuerMetrics,
 }
 
 impl ProxyMetrics {
@@ -406,6 +550,8 @@ impl ProxyMetrics {
             reloads: Family::default(),
             config_problems: Default::default(),
             certificate_expiry: Family::default(),
+            authentications: Family::default(),
+            issuers: IssuerMetrics::default(),
         };
         registry.register(
             "tlsward_proxy_requests",
@@ -442,7 +588,24 @@ impl ProxyMetrics {
             "notAfter of each served certificate and trust anchor, as a Unix timestamp",
             m.certificate_expiry.clone(),
         );
+        registry.register(
+            "tlsward_proxy_authentications",
+            "Authentication results by host, method (bearer, session, login, public) and result (ok or why not)",
+            m.authentications.clone(),
+        );
+        registry.register_collector(Box::new(m.issuers.clone()));
         m
+    }
+
+    /// Counts one authentication result.
+    pub fn auth(&self, host: &str, method: AuthMethod, result: &'static str) {
+        self.authentications
+            .get_or_create(&AuthLabels {
+                host: host.to_string(),
+                method,
+                result,
+            })
+            .inc();
     }
 }
 

@@ -26,6 +26,10 @@ pub struct ClientIdentity {
     pub dns_names: Vec<String>,
     /// URI subjectAltNames.
     pub uris: Vec<String>,
+    /// Email (rfc822Name) subjectAltNames, for identity joins with tokens.
+    pub emails: Vec<String>,
+    /// SHA-256 of the certificate, for RFC 8705 token binding and sessions.
+    pub cert_digest: [u8; 32],
 }
 
 impl ClientIdentity {
@@ -33,9 +37,11 @@ impl ClientIdentity {
     /// (cannot happen after rustls verified it).
     pub fn from_der(der: &[u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let digest: [u8; 32] = Sha256::digest(der).into();
         let mut id = ClientIdentity {
             der: der.to_vec(),
-            cert_sha256: hex(&Sha256::digest(der)),
+            cert_sha256: hex(&digest),
+            cert_digest: digest,
             spki_sha256: hex(&Sha256::digest(cert.public_key().raw)),
             subject: cert.subject().to_string(),
             ..Default::default()
@@ -50,6 +56,7 @@ impl ClientIdentity {
                 match name {
                     GeneralName::DNSName(d) => id.dns_names.push(d.to_string()),
                     GeneralName::URI(u) => id.uris.push(u.to_string()),
+                    GeneralName::RFC822Name(e) => id.emails.push(e.to_string()),
                     _ => {}
                 }
             }

@@ -2,9 +2,13 @@
 //! [`world::World`]; [`snapshot::Snapshot::build`] turns it into serving
 //! state; [`server`] serves it.
 
+pub mod authenticate;
+mod github;
+pub mod host_auth;
 mod http1;
 pub mod identity;
 pub mod kube_source;
+mod login_flow;
 pub mod problem;
 pub mod routes;
 pub mod server;
@@ -157,6 +161,13 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLab
         shared.metrics.certificate_expiry.remove(gone);
     }
     *exported = now_exported;
+    let sources: Vec<host_auth::KeySource> = next
+        .hosts()
+        .filter_map(|h| h.auth.as_deref())
+        .flat_map(host_auth::HostAuth::key_sources)
+        .cloned()
+        .collect();
+    shared.auth.track(&sources, &shared.metrics);
     info!(
         hosts = next.hosts().count(),
         problems = next.problems.len(),
@@ -328,6 +339,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         session_resumption: args.session_resumption,
     };
     let shared = Shared::new(metrics, limits);
+    shared.auth.use_runtime(tokio::runtime::Handle::current());
     let ready = Arc::new(AtomicBool::new(false));
     let admin = Arc::new(telemetry::Admin {
         registry,

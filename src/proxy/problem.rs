@@ -171,4 +171,12 @@ pub enum HostError {
     /// rustls refused the host's server configuration.
     #[error("{0}")]
     ServerConfig(rustls::Error),
+    /// The policy's token or login settings cannot be used.
+    #[error("ClientAuthPolicy {policy}: {error}")]
+    Auth {
+        /// `ns/name`.
+        policy: String,
+        /// Why.
+        error: Arc<super::host_auth::AuthConfigError>,
+    },
 }

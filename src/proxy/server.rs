@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, info, warn};
 
+use super::authenticate::{AuthRuntime, Checked};
 use super::identity::{self, ClientIdentity};
 use super::snapshot::{HostEntry, Snapshot};
 use super::upstream::{PooledBody, Upstream, UpstreamError};
@@ -64,6 +65,8 @@ pub struct Shared {
     pub limits: Limits,
     /// `--max-connections`, shared by every worker.
     connection_slots: Arc<Semaphore>,
+    /// Issuers' key caches and login state.
+    pub auth: AuthRuntime,
 }
 
 impl Shared {
@@ -72,6 +75,7 @@ impl Shared {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            auth: AuthRuntime::default(),
             metrics,
             limits,
         })
@@ -431,10 +435,38 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
     let host = request_host(&req);
     let snapshot = shared.snapshot.load();
     let entry = host.as_deref().and_then(|h| snapshot.lookup(h));
-    // The one await is here, not in a nested async fn: each async layer
-    // that takes the request by value keeps its own copy of it in the
-    // future, and hyper moves that future around.
-    let (resp, upstream) = match route(req, host.as_deref(), entry, conn) {
+    // The awaits are here, not in nested async fns: each async layer that
+    // takes the request by value keeps its own copy of it in the future,
+    // and hyper moves that future around.
+    let mut set_cookies = Vec::new();
+    let admitted = match admit(host.as_deref(), entry, conn) {
+        Admission::Refused(resp) => Routed::Answer(resp),
+        Admission::Admitted(host, target) => match &target.auth {
+            None => route(req, host, target, conn),
+            Some(auth) => {
+                let cert = conn.identity.as_ref().map(|i| &i.cert_digest);
+                match super::authenticate::check(
+                    req,
+                    auth,
+                    target,
+                    host,
+                    conn.identity.as_ref(),
+                    cert,
+                    &shared.auth,
+                    &shared.metrics,
+                )
+                .await
+                {
+                    Checked::Answer(resp) => Routed::Answer(resp),
+                    Checked::Pass(req, passed) => {
+                        set_cookies = passed.set_cookies;
+                        route(req, host, target, conn)
+                    }
+                }
+            }
+        },
+    };
+    let (mut resp, upstream) = match admitted {
         Routed::Answer(resp) => (resp, None),
         Routed::Forward {
             req,
@@ -453,6 +485,9 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
             )
         }
     };
+    for c in set_cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     let status = resp.status().as_u16();
     let host_label = host.as_deref().unwrap_or_default();
     let requests = &shared.metrics.requests;
@@ -512,16 +547,23 @@ enum Routed<'s> {
     },
 }
 
-/// Checks `req` against the host `entry` its Host header names and picks
-/// the upstream endpoint; no I/O.
-fn route<'s>(
-    mut req: Request<Incoming>,
-    host: Option<&str>,
+/// Whether a request may go on to authentication and routing.
+enum Admission<'s, 'h> {
+    /// The host name and its entry.
+    Admitted(&'h str, &'s Arc<HostEntry>),
+    /// The answer that ends the request.
+    Refused(Response<ProxyBody>),
+}
+
+/// Checks the host `entry` the request's Host header names against the
+/// connection: the host, and the verdict of its allow-list. No I/O.
+fn admit<'s, 'h>(
+    host: Option<&'h str>,
     entry: Option<&'s Arc<HostEntry>>,
     conn: &Connection,
-) -> Routed<'s> {
+) -> Admission<'s, 'h> {
     let Some(host) = host else {
-        return Routed::Answer(text(
+        return Admission::Refused(text(
             StatusCode::BAD_REQUEST,
             "missing Host header\n".into(),
         ));
@@ -531,7 +573,7 @@ fn route<'s>(
         // another policy than the one its handshake was checked against.
         Some(t) if Arc::ptr_eq(t, &conn.sni_host) || t.policy == conn.sni_host.policy => t,
         _ => {
-            return Routed::Answer(text(
+            return Admission::Refused(text(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!(
                     "this connection was opened for {}; open a new connection for {host}\n",
@@ -541,8 +583,19 @@ fn route<'s>(
         }
     };
     if let Some(why) = &conn.refused {
-        return Routed::Answer(text(StatusCode::FORBIDDEN, format!("{why}\n")));
+        return Admission::Refused(text(StatusCode::FORBIDDEN, format!("{why}\n")));
     }
+    Admission::Admitted(host, target)
+}
+
+/// Picks the upstream endpoint for an admitted (and authenticated)
+/// request and rewrites it for the upstream; no I/O.
+fn route<'s>(
+    mut req: Request<Incoming>,
+    host: &str,
+    target: &'s Arc<HostEntry>,
+    conn: &Connection,
+) -> Routed<'s> {
     let Some(backend) = target.routes.lookup(req.uri().path()) else {
         return Routed::Answer(text(
             StatusCode::NOT_FOUND,

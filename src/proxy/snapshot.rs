@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use rustls::ServerConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::host_auth::{self, HostAuth};
 use super::problem::{HostError, Issue, Problem};
 use super::routes::{Backend, PathKind, RouteTable};
 use super::world::World;
@@ -115,12 +116,17 @@ pub struct HostEntry {
     pub tls: Arc<ServerConfig>,
     /// Path routes.
     pub routes: RouteTable,
+    /// Token and login checks of the bound policy, if it sets any.
+    pub auth: Option<Arc<HostAuth>>,
     /// Served certificate and trust anchors, for expiry metrics.
     pub expiries: Vec<Expiry>,
     /// This host's `code="200"` series of the request counter, once a
     /// request has found it: most requests then count without hashing the
     /// labels or taking the family's lock.
     pub ok_requests: OnceLock<Counter>,
+    /// This host's bearer and session `result="ok"` series of the
+    /// authentication counter, found once.
+    pub auth_ok: [OnceLock<Counter>; 2],
 }
 
 /// The proxy's whole serving state at one moment.
@@ -210,9 +216,23 @@ impl Snapshot {
         }
         let mut certs: HashMap<String, Result<ServerCert, HostError>> = HashMap::new();
         let mut verifiers: HashMap<String, Result<PolicyTls, HostError>> = HashMap::new();
+        // Verified tokens stay cached across rebuilds while a policy's
+        // token rules are unchanged.
+        let previous_auth: HashMap<&str, &HostAuth> = previous
+            .hosts()
+            .filter_map(|h| Some((h.policy.as_deref()?, h.auth.as_deref()?)))
+            .collect();
         for (host, d) in drafts {
             let object = format!("Ingress {}", d.ingress);
-            let built = build_host(&host, d, &idx, now, &mut certs, &mut verifiers);
+            let built = build_host(
+                &host,
+                d,
+                &idx,
+                now,
+                &mut certs,
+                &mut verifiers,
+                &previous_auth,
+            );
             match built {
                 Ok(entry) => next.insert(Arc::new(entry)),
                 Err(error) => match previous.exact_or_wildcard(&host) {
@@ -478,6 +498,8 @@ fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
 
 #[derive(Clone)]
 struct PolicyTls {
+    /// Token and login checks.
+    auth: Option<Arc<HostAuth>>,
     /// `None` for a policy without trust anchors (tokens or login only).
     verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     allowed: Option<AllowedClients>,
@@ -556,14 +578,22 @@ fn read_source(
     }
 }
 
-fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, HostError> {
+fn policy_tls(
+    idx: &Index,
+    ns: &str,
+    name: &str,
+    now: i64,
+    previous: Option<&HostAuth>,
+) -> Result<PolicyTls, HostError> {
     let policy = || format!("{ns}/{name}");
     let p = idx
         .policies
         .get(&(ns, name))
         .ok_or_else(|| HostError::PolicyNotFound { policy: policy() })?;
+    let auth = host_auth::build(p, &policy(), ns, &AuthLookup { idx, ns }, previous)?.map(Arc::new);
     if !p.spec.checks_certificates() {
         return Ok(PolicyTls {
+            auth,
             verifier: None,
             allowed: None,
             forward: p.spec.forward_client_cert,
@@ -600,6 +630,7 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
         error,
     })?;
     Ok(PolicyTls {
+        auth,
         verifier: Some(verifier),
         allowed: p.spec.allowed_clients.clone(),
         forward: p.spec.forward_client_cert,
@@ -618,6 +649,30 @@ fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, 
             })
             .collect(),
     })
+}
+
+/// What `host_auth::build` reads: the policy namespace's Secrets and PEM
+/// sources.
+struct AuthLookup<'i, 'a> {
+    idx: &'i Index<'a>,
+    ns: &'i str,
+}
+
+impl host_auth::Lookup for AuthLookup<'_, '_> {
+    fn secret_data(&self, name: &str) -> Option<Vec<(&str, &[u8])>> {
+        let s = self.idx.secrets.get(&(self.ns, name))?;
+        Some(
+            s.data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.0.as_slice()))
+                .collect(),
+        )
+    }
+
+    fn pem(&self, field: String, src: &PemSource) -> Result<String, HostError> {
+        Ok(read_source(self.idx, self.ns, field, src, "ca.crt")?.pem)
+    }
 }
 
 /// A host's served certificate and its notAfter (Unix seconds).
@@ -664,6 +719,7 @@ fn build_host(
     now: i64,
     certs: &mut HashMap<String, Result<ServerCert, HostError>>,
     verifiers: &mut HashMap<String, Result<PolicyTls, HostError>>,
+    previous_auth: &HashMap<&str, &HostAuth>,
 ) -> Result<HostEntry, HostError> {
     let ns = d.namespace.as_str();
     let secret_id = format!("{ns}/{}", d.secret);
@@ -672,12 +728,16 @@ fn build_host(
         .or_insert_with(|| server_cert(idx, ns, &d.secret))
         .clone()?;
     let policy = match &d.policy {
-        Some(name) => Some(
-            verifiers
-                .entry(format!("{ns}/{name}"))
-                .or_insert_with(|| policy_tls(idx, ns, name, now))
-                .clone()?,
-        ),
+        Some(name) => {
+            let id = format!("{ns}/{name}");
+            let previous = previous_auth.get(id.as_str()).copied();
+            Some(
+                verifiers
+                    .entry(id)
+                    .or_insert_with(|| policy_tls(idx, ns, name, now, previous))
+                    .clone()?,
+            )
+        }
         None => None,
     };
     let cert_sha256 = cert
@@ -710,8 +770,10 @@ fn build_host(
             .map_or(ForwardClientCert::Sanitize, |p| p.forward),
         tls: config,
         routes: d.routes,
+        auth: policy.as_ref().and_then(|p| p.auth.clone()),
         expiries,
         ok_requests: OnceLock::new(),
+        auth_ok: Default::default(),
     })
 }
 

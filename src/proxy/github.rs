@@ -1,0 +1,140 @@
+//! GitHub login: GitHub speaks OAuth 2.0 without ID tokens, so the
+//! identity is read from its REST API with the user's access token:
+//! `/user`, `/user/emails`, `/user/orgs` and `/user/teams`. One page of
+//! 100 entries each is read: a user in more organizations or teams than
+//! that is judged on the first hundred.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::clientauth::GitHubLogin;
+use crate::oidc::client::HttpClient;
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+    id: u64,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Email {
+    email: String,
+    #[serde(default)]
+    primary: bool,
+    #[serde(default)]
+    verified: bool,
+}
+
+#[derive(Deserialize)]
+struct Org {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Team {
+    slug: String,
+    organization: Org,
+}
+
+async fn get<T: for<'de> Deserialize<'de>>(
+    client: &HttpClient,
+    api: &str,
+    path: &str,
+    token: &str,
+) -> Result<T, &'static str> {
+    let resp = client
+        .get_with_bearer(&format!("{api}{path}"), token)
+        .await
+        .and_then(|r| r.success())
+        .map_err(|_| "provider_unavailable")?;
+    serde_json::from_slice(&resp.body).map_err(|_| "provider_unavailable")
+}
+
+/// The user's claims: `sub` (the numeric id), `login`, `name`, `email`
+/// (the primary verified address), `orgs` and `groups` (organizations,
+/// then teams as `org/slug`). Fails with the metric result when GitHub
+/// cannot be read or the user is in none of the allowed organizations and
+/// teams.
+pub async fn identity(
+    client: &HttpClient,
+    github: &GitHubLogin,
+    token: &str,
+) -> Result<Map<String, Value>, &'static str> {
+    let api = github
+        .api_url
+        .as_deref()
+        .unwrap_or("https://api.github.com")
+        .trim_end_matches('/');
+    let user: User = get(client, api, "/user", token).await?;
+    let email = match user.email {
+        Some(e) => Some(e),
+        None => get::<Vec<Email>>(client, api, "/user/emails?per_page=100", token)
+            .await
+            .ok()
+            .and_then(|list| {
+                list.into_iter()
+                    .find(|e| e.primary && e.verified)
+                    .map(|e| e.email)
+            }),
+    };
+    let orgs: Vec<String> = get::<Vec<Org>>(client, api, "/user/orgs?per_page=100", token)
+        .await?
+        .into_iter()
+        .map(|o| o.login)
+        .collect();
+    let teams: Vec<String> = get::<Vec<Team>>(client, api, "/user/teams?per_page=100", token)
+        .await?
+        .into_iter()
+        .map(|t| format!("{}/{}", t.organization.login, t.slug))
+        .collect();
+    if !allowed(github, &orgs, &teams) {
+        return Err("claims_denied");
+    }
+    let mut groups = orgs.clone();
+    groups.extend(teams.iter().cloned());
+    let mut claims = Map::new();
+    claims.insert("sub".into(), json!(user.id.to_string()));
+    claims.insert("login".into(), json!(user.login));
+    claims.insert("preferred_username".into(), json!(user.login));
+    if let Some(n) = user.name {
+        claims.insert("name".into(), json!(n));
+    }
+    if let Some(e) = email {
+        claims.insert("email".into(), json!(e));
+    }
+    claims.insert("orgs".into(), json!(orgs));
+    claims.insert("teams".into(), json!(teams));
+    claims.insert("groups".into(), json!(groups));
+    Ok(claims)
+}
+
+/// Organization and team names compare without case, as GitHub's do.
+fn allowed(github: &GitHubLogin, orgs: &[String], teams: &[String]) -> bool {
+    if github.organizations.is_empty() && github.teams.is_empty() {
+        return true;
+    }
+    let has = |list: &[String], want: &String| list.iter().any(|x| x.eq_ignore_ascii_case(want));
+    github.organizations.iter().any(|o| has(orgs, o)) || github.teams.iter().any(|t| has(teams, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organizations_and_teams_admit_without_case_and_nothing_else() {
+        let g = GitHubLogin {
+            organizations: vec!["Acme".into()],
+            teams: vec!["other/SRE".into()],
+            ..Default::default()
+        };
+        assert!(allowed(&g, &["acme".into()], &[]));
+        assert!(allowed(&g, &[], &["Other/sre".into()]));
+        assert!(!allowed(&g, &["acme-evil".into()], &["other/sre-x".into()]));
+        assert!(allowed(&GitHubLogin::default(), &[], &[]));
+    }
+}
