@@ -30,7 +30,7 @@
 #   TLSWARD_ARGS="--idle-timeout-seconds 300"   extra flags for `tlsward proxy`
 #   JWKS_SCHEME=https   how the proxy fetches the JWKS: https (the bench
 #                       server CA as the issuer's ca.inline), or http (the
-#                       proxy refuses plain http unless told to allow it)
+#                       proxy takes plain http from loopback addresses only)
 #   JWT_CACHE_SIZE=100  Envoy's jwt_cache_config.jwt_cache_size
 #   PAUSE=1             seconds of quiet between two oha runs
 #   QUIET_WAIT=0        wait up to this many seconds for other work on the
@@ -367,7 +367,7 @@ wait_ready() { # wait_ready NAME PORT
   if [ "$name" = tlsward ]; then
     hint=", $(grep -c '"GET /jwks.json' "$WORK/logs/jwks.log" 2>/dev/null || true) JWKS fetches so far"
     if [ "$JWKS_SCHEME" = http ]; then
-      hint+="; the proxy refuses a plain-http jwksUri unless allowed: try JWKS_SCHEME=https"
+      hint+="; if the proxy refuses the plain-http jwksUri, try JWKS_SCHEME=https"
     fi
   fi
   for t in es256 rs256; do
