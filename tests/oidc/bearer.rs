@@ -39,7 +39,11 @@ fn der_len(n: usize) -> Vec<u8> {
     if n < 0x80 {
         vec![n as u8]
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         let mut v = vec![0x80 | bytes.len() as u8];
         v.extend(bytes);
         v
@@ -71,7 +75,10 @@ fn rsa_spki_pem(n: &[u8], e: &[u8]) -> String {
     let alg = der(
         0x30,
         &[
-            der(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]),
+            der(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+            ),
             vec![0x05, 0x00],
         ]
         .concat(),
@@ -145,7 +152,11 @@ fn valid_tokens_reach_the_upstream_with_claim_headers_and_without_authorization(
         echoed(&r.json(), "authorization"),
         [format!("Bearer {token}")]
     );
-    assert!(w.auth_metric(API, "bearer", "ok") >= 4.0, "{}", w.proxy.metrics());
+    assert!(
+        w.auth_metric(API, "bearer", "ok") >= 4.0,
+        "{}",
+        w.proxy.metrics()
+    );
 }
 
 #[test]
@@ -158,7 +169,12 @@ fn a_request_without_a_token_gets_a_bare_bearer_challenge() {
     assert_eq!(r.status, 401, "{r:?}");
     assert_eq!(r.header("www-authenticate").as_deref(), Some("Bearer"));
     // Another scheme is no bearer token either.
-    let r = w.curl(API, "/items", None, &["-H", "Authorization: Basic YWxhZGRpbjpvcGVu"]);
+    let r = w.curl(
+        API,
+        "/items",
+        None,
+        &["-H", "Authorization: Basic YWxhZGRpbjpvcGVu"],
+    );
     assert_eq!(r.status, 401, "{r:?}");
     let c = r.header("www-authenticate").unwrap_or_default();
     assert!(c.starts_with("Bearer"), "{c:?}");
@@ -201,7 +217,10 @@ fn bad_tokens_get_401_invalid_token() {
     let mut sig = b64d(parts[2]);
     sig[10] ^= 0x01;
     let tampered_sig = format!("{}.{}.{}", parts[0], parts[1], b64(&sig));
-    assert_invalid_token(&w.bearer(API, "/", &tampered_sig, None), "tampered signature");
+    assert_invalid_token(
+        &w.bearer(API, "/", &tampered_sig, None),
+        "tampered signature",
+    );
     let mut payload: Value = serde_json::from_slice(&b64d(parts[1])).unwrap();
     payload["scope"] = json!("inventory.read inventory.write admin");
     let tampered_payload = format!(
@@ -210,7 +229,10 @@ fn bad_tokens_get_401_invalid_token() {
         b64(payload.to_string().as_bytes()),
         parts[2]
     );
-    assert_invalid_token(&w.bearer(API, "/", &tampered_payload, None), "tampered payload");
+    assert_invalid_token(
+        &w.bearer(API, "/", &tampered_payload, None),
+        "tampered payload",
+    );
 
     // alg none.
     let header = json!({"alg": "none", "typ": "at+jwt"});
@@ -237,7 +259,10 @@ fn bad_tokens_get_401_invalid_token() {
     );
     let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": rsa["kid"]});
     for (what, key) in [
-        ("HS256 with the PEM public key", rsa_spki_pem(&n, &e).into_bytes()),
+        (
+            "HS256 with the PEM public key",
+            rsa_spki_pem(&n, &e).into_bytes(),
+        ),
         ("HS256 with the modulus", n.clone()),
         ("HS256 with the JWK", rsa.to_string().into_bytes()),
     ] {
@@ -251,8 +276,17 @@ fn bad_tokens_get_401_invalid_token() {
     // Garbage.
     assert_invalid_token(&w.bearer(API, "/", "not.a.jwt", None), "garbage");
 
-    assert_eq!(w.upstream.hits(), hits, "no refused token may reach the upstream");
-    for reason in ["token_expired", "wrong_issuer", "wrong_audience", "bad_signature"] {
+    assert_eq!(
+        w.upstream.hits(),
+        hits,
+        "no refused token may reach the upstream"
+    );
+    for reason in [
+        "token_expired",
+        "wrong_issuer",
+        "wrong_audience",
+        "bad_signature",
+    ] {
         assert!(
             w.auth_metric(API, "bearer", reason) >= 1.0,
             "metric reason {reason}:\n{}",

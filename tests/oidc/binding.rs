@@ -19,16 +19,27 @@ fn a_token_bound_to_one_certificate_passes_only_with_that_certificate() {
     // IfPresent (api) and Required (bound) alike.
     for host in [API, BOUND] {
         let r = w.bearer(host, "/", &token, Some(&w.files_b));
-        assert_eq!(r.status, 401, "{host}: token of A with certificate B: {r:?}");
+        assert_eq!(
+            r.status, 401,
+            "{host}: token of A with certificate B: {r:?}"
+        );
         let c = r.header("www-authenticate").unwrap_or_default();
         assert!(c.contains(r#"error="invalid_token""#), "{c:?}");
         let r = w.bearer(host, "/", &token, None);
-        assert_eq!(r.status, 401, "{host}: token of A without a certificate: {r:?}");
+        assert_eq!(
+            r.status, 401,
+            "{host}: token of A without a certificate: {r:?}"
+        );
     }
     assert_eq!(w.upstream.hits(), hits);
     for host in [API, BOUND] {
         let r = w.bearer(host, "/", &token, Some(&w.files_a));
-        assert_eq!(r.status, 200, "{host}: token of A with A: {r:?}\n{}", w.proxy.log());
+        assert_eq!(
+            r.status,
+            200,
+            "{host}: token of A with A: {r:?}\n{}",
+            w.proxy.log()
+        );
     }
     // The cached verification must not let B through after A passed.
     let r = w.bearer(API, "/", &token, Some(&w.files_b));

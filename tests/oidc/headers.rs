@@ -65,7 +65,10 @@ fn spoofed_identity_headers_never_reach_the_upstream() {
         "x-auth-request-groups",
         "x-auth-request-email",
     ] {
-        assert!(echoed(&body, h).is_empty(), "{h} reached the upstream: {body}");
+        assert!(
+            echoed(&body, h).is_empty(),
+            "{h} reached the upstream: {body}"
+        );
     }
 
     // Session: the real identity only.

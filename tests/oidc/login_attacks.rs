@@ -55,7 +55,9 @@ fn a_callback_with_another_state_or_without_the_flow_cookie_is_refused() {
     let r = b.fork().get(&forged, &[]);
     assert_eq!(r.status, 400, "forged state: {r:?}");
     assert!(
-        !r.set_cookies.iter().any(|c| c.starts_with("__Host-tlsward-session")),
+        !r.set_cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-tlsward-session")),
         "{:?}",
         r.set_cookies
     );
@@ -91,9 +93,14 @@ fn a_replayed_authorization_code_is_refused() {
     assert_eq!(r.status, 400, "{r:?}");
     // The copy with the flow cookie: the provider refuses the used code.
     let r = copy.get(&cb, &[]);
-    assert_eq!(r.status, 400, "replayed code with a valid flow cookie: {r:?}");
+    assert_eq!(
+        r.status, 400,
+        "replayed code with a valid flow cookie: {r:?}"
+    );
     assert!(
-        !r.set_cookies.iter().any(|c| c.starts_with("__Host-tlsward-session") && !c.contains("Max-Age=0")),
+        !r.set_cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-tlsward-session") && !c.contains("Max-Age=0")),
         "no session for a replayed code: {:?}",
         r.set_cookies
     );
@@ -184,8 +191,14 @@ fn tampered_and_foreign_session_cookies_are_refused() {
     let p2 = w.proxy2.as_ref().unwrap();
     let b2 = w.browser_on(p2.https, None);
     let hops = b2.login("/in");
-    assert_eq!(hops.last().unwrap().status, 200, "proxy 2: {hops:#?}\n{}", p2.log());
+    assert_eq!(
+        hops.last().unwrap().status,
+        200,
+        "proxy 2: {hops:#?}\n{}",
+        p2.log()
+    );
     let foreign = b2.session_cookie_header();
+    let hits = w.upstream.hits();
     let r = with_cookie(&w, p2.https, "/in", &foreign, None, &json);
     assert_eq!(r.status, 200, "valid where it was made: {r:?}");
     let r = with_cookie(&w, w.proxy.https, "/in", &foreign, None, &json);

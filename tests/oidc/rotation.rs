@@ -27,7 +27,8 @@ fn a_new_kid_costs_exactly_one_refetch_and_known_keys_survive_the_provider() {
     );
     assert!(fetched_ok >= 1.0, "{}", w.proxy.metrics());
     assert_eq!(
-        w.proxy.metric("tlsward_oidc_keys", &[("issuer", &w.issuer)]),
+        w.proxy
+            .metric("tlsward_oidc_keys", &[("issuer", &w.issuer)]),
         2.0,
         "ES256 and RS256 keys"
     );
@@ -79,7 +80,8 @@ fn a_new_kid_costs_exactly_one_refetch_and_known_keys_survive_the_provider() {
         "six concurrent tokens with one new kid must cost exactly one JWKS fetch"
     );
     assert_eq!(
-        w.proxy.metric("tlsward_oidc_keys", &[("issuer", &w.issuer)]),
+        w.proxy
+            .metric("tlsward_oidc_keys", &[("issuer", &w.issuer)]),
         3.0
     );
 
@@ -95,7 +97,11 @@ fn a_new_kid_costs_exactly_one_refetch_and_known_keys_survive_the_provider() {
     w.op().reset_stats();
     let r = w.bearer(API, "/", &newer, None);
     assert_eq!(r.status, 401, "rate-limited refetch: {r:?}");
-    assert_eq!(w.op().jwks_requests(), 0, "a miss within 10 s must not refetch");
+    assert_eq!(
+        w.op().jwks_requests(),
+        0,
+        "a miss within 10 s must not refetch"
+    );
 
     // Tokens signed with keys the proxy holds, minted while the provider
     // ran and never seen by the proxy before it stopped.
@@ -103,10 +109,16 @@ fn a_new_kid_costs_exactly_one_refetch_and_known_keys_survive_the_provider() {
     w.stop_provider();
     for (what, t) in [("RS256", &rs), ("rotated ES256", &es_known)] {
         let r = w.bearer(API, "/provider-down", t, None);
-        assert_eq!(r.status, 200, "{what} with the provider down: {r:?}\n{}", w.proxy.log());
+        assert_eq!(
+            r.status,
+            200,
+            "{what} with the provider down: {r:?}\n{}",
+            w.proxy.log()
+        );
     }
     assert_eq!(
-        w.proxy.metric("tlsward_oidc_keys", &[("issuer", &w.issuer)]),
+        w.proxy
+            .metric("tlsward_oidc_keys", &[("issuer", &w.issuer)]),
         3.0,
         "the keys must stay while the provider is down"
     );

@@ -328,12 +328,31 @@ impl OidcWorld {
     }
 
     /// curl to `host` on the first proxy.
-    pub fn curl(&self, host: &str, path: &str, client: Option<&ClientFiles>, extra: &[&str]) -> Curl {
-        curl_https(self.proxy.https, &self.server_ca_path, host, path, client, extra)
+    pub fn curl(
+        &self,
+        host: &str,
+        path: &str,
+        client: Option<&ClientFiles>,
+        extra: &[&str],
+    ) -> Curl {
+        curl_https(
+            self.proxy.https,
+            &self.server_ca_path,
+            host,
+            path,
+            client,
+            extra,
+        )
     }
 
     /// curl to `host` with `Authorization: Bearer token`.
-    pub fn bearer(&self, host: &str, path: &str, token: &str, client: Option<&ClientFiles>) -> Curl {
+    pub fn bearer(
+        &self,
+        host: &str,
+        path: &str,
+        token: &str,
+        client: Option<&ClientFiles>,
+    ) -> Curl {
         let auth = format!("Authorization: Bearer {token}");
         self.curl(host, path, client, &["-H", &auth])
     }
@@ -359,7 +378,10 @@ impl OidcWorld {
             Some((&leaf.cert_pem, &leaf.key_pem)),
             &json!({"groups": ["inventory-readers"]}),
         );
-        assert!(jwt_parts(&t).1["cnf"]["x5t#S256"].is_string(), "not bound: {t}");
+        assert!(
+            jwt_parts(&t).1["cnf"]["x5t#S256"].is_string(),
+            "not bound: {t}"
+        );
         t
     }
 
