@@ -16,12 +16,12 @@ use tracing::{debug, warn};
 use super::host_auth::{HostAuth, KeySource, RESERVED_PREFIX, TokenAuth};
 use super::identity::ClientIdentity;
 use super::server::ProxyBody;
+use super::snapshot::HostEntry;
 use crate::clientauth::CertificateField;
 use crate::oidc::client::{ClientOptions, HttpClient, root_store};
 use crate::oidc::jwt::{self, TokenError, Verified};
 use crate::oidc::keys::{KeyCache, KeyCacheConfig};
 use crate::oidc::token_cache::CacheKey;
-use super::snapshot::HostEntry;
 use crate::telemetry::{AuthLabels, AuthMethod, ProxyMetrics};
 use prometheus_client::metrics::counter::Counter;
 
@@ -229,9 +229,7 @@ impl AuthMeter<'_> {
             _ => None,
         };
         match ok {
-            Some(cell) => cell
-                .get_or_init(|| self.series(method, result))
-                .inc(),
+            Some(cell) => cell.get_or_init(|| self.series(method, result)).inc(),
             None => self.series(method, result).inc(),
         };
     }

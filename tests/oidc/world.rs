@@ -57,12 +57,15 @@ pub fn session_key(seed: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A change to the provider's configuration.
+pub type ProviderTweak = Box<dyn FnOnce(&mut OidcProviderConfig)>;
+
 /// What a test changes in the standard world.
 #[derive(Default)]
 pub struct Options {
     /// Changes to the provider's configuration (after the proxy's
     /// addresses are filled in).
-    pub provider: Option<Box<dyn FnOnce(&mut OidcProviderConfig)>>,
+    pub provider: Option<ProviderTweak>,
     /// Start a second proxy with the same hosts but another session key
     /// (same key id): its cookies are foreign to the first.
     pub second_proxy: bool,
