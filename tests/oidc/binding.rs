@@ -63,3 +63,30 @@ fn required_binding_refuses_unbound_tokens() {
     assert_eq!(w.bearer(API, "/", &unbound, Some(&w.files_a)).status, 200);
     assert_eq!(w.bearer(API, "/", &unbound, None).status, 200);
 }
+
+#[test]
+fn identity_joins_tie_a_claim_to_the_client_certificate() {
+    let Some(w) = OidcWorld::start(Options::default()) else {
+        return;
+    };
+    let token = w.op().client_credentials_token_with_claims(
+        crate::oidc_provider::API_RESOURCE,
+        "inventory.read",
+        None,
+        None,
+        &serde_json::json!({"workload": "a.clients.test"}),
+    );
+    let r = w.bearer(JOIN, "/", &token, Some(&w.files_a));
+    assert_eq!(
+        r.status,
+        200,
+        "claim = DNS SAN of A: {r:?}\n{}",
+        w.proxy.log()
+    );
+    let hits = w.upstream.hits();
+    let r = w.bearer(JOIN, "/", &token, Some(&w.files_b));
+    assert_eq!(r.status, 403, "certificate B: {r:?}");
+    let r = w.bearer(JOIN, "/", &token, None);
+    assert_ne!(r.status, 200, "no certificate: {r:?}");
+    assert_eq!(w.upstream.hits(), hits);
+}

@@ -8,8 +8,11 @@
 //! - [`API`] `api`: bearer tokens for `https://api.test`, scope
 //!   `inventory.read`, group `inventory-readers`, claim headers; client
 //!   certificates optional; binding `IfPresent` (the default).
-//! - [`FWD`] `fwd`: bearer tokens, any scope, `forwardAuthorization`.
+//! - [`FWD`] `fwd`: bearer tokens, any scope, `forwardAuthorization`,
+//!   `requireAccessTokenType`.
 //! - [`BOUND`] `bound`: bearer tokens, `certificateBinding: Required`.
+//! - [`JOIN`] `join`: bearer tokens whose `workload` claim must be a DNS
+//!   SAN of the client certificate (`identityJoins`).
 //! - [`APP`] and [`LOCAL`] `web`: browser login with the provider's web
 //!   client, public paths `/public` (prefix) and `/healthz` (exact); client
 //!   certificates optional, so sessions are bound to them. `localhost`
@@ -29,6 +32,7 @@ use crate::support::*;
 pub const API: &str = "api.example.test";
 pub const FWD: &str = "fwd.example.test";
 pub const BOUND: &str = "bound.example.test";
+pub const JOIN: &str = "join.example.test";
 pub const APP: &str = "app.example.test";
 pub const LOCAL: &str = "localhost";
 
@@ -104,6 +108,7 @@ fn base_manifests(dir: &Path, server: &Leaf, upstream: &Upstream, policies: bool
             ingress("api", pick("api"), "server-tls", &[rule(API)]),
             ingress("fwd", pick("fwd"), "server-tls", &[rule(FWD)]),
             ingress("bound", pick("bound"), "server-tls", &[rule(BOUND)]),
+            ingress("join", pick("join"), "server-tls", &[rule(JOIN)]),
             ingress("web", pick("web"), "server-tls", &[rule(APP), rule(LOCAL)]),
         ],
     );
@@ -151,6 +156,7 @@ fn policies(dir: &Path, issuer: &str, op_ca: &str, client_ca: &str, session: &st
                     "tokens": {
                         "issuers": [issuer_entry],
                         "forwardAuthorization": true,
+                        "requireAccessTokenType": true,
                         "claimHeaders": [{"claim": "sub", "header": SUBJECT_HEADER}],
                     },
                 }),
@@ -163,6 +169,17 @@ fn policies(dir: &Path, issuer: &str, op_ca: &str, client_ca: &str, session: &st
                     "tokens": {
                         "issuers": [issuer_entry],
                         "certificateBinding": "Required",
+                    },
+                }),
+            ),
+            policy(
+                "join",
+                json!({
+                    "mode": "Optional",
+                    "trustAnchors": anchors,
+                    "tokens": {
+                        "issuers": [issuer_entry],
+                        "identityJoins": [{"certificate": "SANDNS", "claim": "workload"}],
                     },
                 }),
             ),
