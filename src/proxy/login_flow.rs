@@ -378,7 +378,6 @@ pub async fn session(
                 s = fresh;
             }
             None => {
-                metrics.count(AuthMethod::Session, "refresh_failed");
                 return unauthenticated(
                     &req,
                     login,
@@ -609,6 +608,16 @@ async fn callback(
     };
     let claims = match identity {
         Ok(c) => c,
+        // A known user outside the allowed organizations and teams: the
+        // same answer as a failed claim rule.
+        Err(result @ "claims_denied") => {
+            return fail(
+                result,
+                StatusCode::FORBIDDEN,
+                "your account is not allowed here",
+                &clear_flow,
+            );
+        }
         Err(result) => {
             return fail(
                 result,
