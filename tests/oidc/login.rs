@@ -409,11 +409,12 @@ fn backchannel_logout_invalidates_the_session() {
 
 /// A world whose user has 300 groups; the browser logged in at `/big`:
 /// the hops, the groups.
-fn big_login() -> Option<(OidcWorld, Browser, Vec<Hop>, Vec<String>)> {
+fn big_login(minimal_session: bool) -> Option<(OidcWorld, Browser, Vec<Hop>, Vec<String>)> {
     let groups: Vec<String> = (0..300).map(|i| format!("group-{i:03}")).collect();
     let g = groups.clone();
     let w = OidcWorld::start(Options {
         provider: Some(Box::new(move |c| c.user.groups = g)),
+        minimal_session,
         ..Default::default()
     })?;
     let b = w.browser(None);
@@ -438,7 +439,7 @@ fn session_set_cookies(hops: &[Hop]) -> Vec<String> {
 
 #[test]
 fn a_large_session_is_split_into_cookies_under_4096_bytes_and_read_back_whole() {
-    let Some((w, b, hops, groups)) = big_login() else {
+    let Some((w, b, hops, groups)) = big_login(false) else {
         return;
     };
     let session = session_set_cookies(&hops);
@@ -495,7 +496,7 @@ fn a_large_session_is_split_into_cookies_under_4096_bytes_and_read_back_whole() 
 /// browser loops through the login.
 #[test]
 fn a_large_session_fits_in_an_8_kib_cookie_header_and_the_browser_lands() {
-    let Some((w, b, hops, _)) = big_login() else {
+    let Some((w, b, hops, _)) = big_login(false) else {
         return;
     };
     let session = session_set_cookies(&hops);
@@ -533,4 +534,95 @@ fn a_session_is_bound_to_the_client_certificate_it_logged_in_with() {
     // The owner is not logged out by the attempt.
     let ok = with_cookie(&w, w.proxy.https, "/mine", &cookie, Some(&w.files_a), &[]);
     assert_eq!(ok.status, 200, "{ok:?}");
+}
+
+/// `minimalSession` keeps the provider's tokens out of the cookie: 300
+/// groups then fit, and the browser lands.
+#[test]
+fn a_minimal_session_with_300_groups_fits_and_the_browser_lands() {
+    let Some((w, b, hops, groups)) = big_login(true) else {
+        return;
+    };
+    let session = session_set_cookies(&hops);
+    let header: usize = session
+        .iter()
+        .map(|c| c.split(';').next().unwrap().len() + 2)
+        .sum();
+    assert!(header <= 8190, "Cookie header of {header} bytes");
+    let r = b.get(&w.app_url("/big"), &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let body = r.json();
+    let seen = echoed(&body, "x-auth-request-groups");
+    assert_eq!(seen[0].split(',').count(), groups.len());
+    assert!(
+        echoed(&body, &ACCESS_TOKEN_HEADER.to_ascii_lowercase()).is_empty(),
+        "a minimal session holds no access token"
+    );
+}
+
+/// Session-key rotation through the Secret: a new key named `primary`
+/// seals new cookies while the old key still opens existing ones; once the
+/// old key is removed, its cookies are refused.
+#[test]
+fn session_keys_rotate_through_the_secret_without_logging_anyone_out() {
+    let Some(w) = OidcWorld::start(Options::default()) else {
+        return;
+    };
+    let b = w.browser(None);
+    logged_in(&w, &b, "/in");
+    let old = b.session_cookie_header();
+    assert!(old.contains("=v1.k1."), "{old}");
+    // Keep the key that sealed it: read the Secret back.
+    let secrets: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.proxy.dir.join("secrets.json")).unwrap())
+            .unwrap();
+    let k1 = secrets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["metadata"]["name"] == "web-session")
+        .unwrap()["stringData"]["k1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let k2 = session_key("two");
+    w.set_session_keys(&[("k1", &k1), ("k2", &k2), ("primary", "k2")]);
+    // Wait until new flows are sealed with k2.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = w.browser(None).get(&w.app_url("/probe"), &[]);
+        if r.set_cookies.iter().any(|c| c.contains("=v1.k2.")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new primary key never sealed a cookie: {r:?}\n{}",
+            w.proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let json = ["-H", "Accept: application/json"];
+    let r = with_cookie(&w, w.proxy.https, "/old", &old, None, &json);
+    assert_eq!(r.status, 200, "a k1 cookie after adding k2: {r:?}");
+    let b2 = w.browser(None);
+    logged_in(&w, &b2, "/new");
+    let new = b2.session_cookie_header();
+    assert!(new.contains("=v1.k2."), "{new}");
+
+    // k1 retired.
+    w.set_session_keys(&[("k2", &k2)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = with_cookie(&w, w.proxy.https, "/old", &old, None, &json);
+        if r.status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a k1 cookie still passes after k1 was removed: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = with_cookie(&w, w.proxy.https, "/new", &new, None, &json);
+    assert_eq!(r.status, 200, "the k2 cookie: {r:?}");
 }

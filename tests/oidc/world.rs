@@ -73,6 +73,8 @@ pub struct Options {
     /// Start a second proxy with the same hosts but another session key
     /// (same key id): its cookies are foreign to the first.
     pub second_proxy: bool,
+    /// `spec.login.minimalSession`.
+    pub minimal_session: bool,
 }
 
 pub struct OidcWorld {
@@ -114,21 +116,26 @@ fn base_manifests(dir: &Path, server: &Leaf, upstream: &Upstream, policies: bool
     );
 }
 
-fn policies(dir: &Path, issuer: &str, op_ca: &str, client_ca: &str, session: &str) {
+/// Writes the login's Secrets: the client secret and the session keys.
+fn login_secrets(dir: &Path, session_keys: &[(&str, &str)]) {
+    write_json(
+        dir,
+        "secrets.json",
+        &[
+            opaque_secret("web-client", &[("client-secret", "web-client-secret")]),
+            opaque_secret("web-session", session_keys),
+        ],
+    );
+}
+
+fn policies(dir: &Path, issuer: &str, op_ca: &str, client_ca: &str, session: &str, minimal: bool) {
     let anchors = inline(&[client_ca]);
     let issuer_entry = json!({
         "issuer": issuer,
         "audiences": [API_RESOURCE],
         "ca": {"inline": op_ca},
     });
-    write_json(
-        dir,
-        "secrets.json",
-        &[
-            opaque_secret("web-client", &[("client-secret", "web-client-secret")]),
-            opaque_secret("web-session", &[("k1", session)]),
-        ],
-    );
+    login_secrets(dir, &[("k1", session)]);
     write_yaml(
         dir,
         "policies.yaml",
@@ -197,6 +204,7 @@ fn policies(dir: &Path, issuer: &str, op_ca: &str, client_ca: &str, session: &st
                         "postLogoutPath": "/logged-out",
                         "headers": {"accessToken": ACCESS_TOKEN_HEADER},
                         "ca": {"inline": op_ca},
+                        "minimalSession": minimal,
                     },
                     "publicPaths": [{"prefix": "/public"}, {"exact": "/healthz"}],
                 }),
@@ -277,6 +285,7 @@ impl OidcWorld {
             &op_ca_pem,
             &client_ca.pem(),
             &session_key("one"),
+            opts.minimal_session,
         );
         if let Some(c) = &config2 {
             policies(
@@ -285,6 +294,7 @@ impl OidcWorld {
                 &op_ca_pem,
                 &client_ca.pem(),
                 &session_key("two"),
+                opts.minimal_session,
             );
         }
         base_manifests(config.path(), &server, &upstream, true);
@@ -336,6 +346,11 @@ impl OidcWorld {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Replaces the first proxy's session-key Secret (it reloads).
+    pub fn set_session_keys(&self, keys: &[(&str, &str)]) {
+        login_secrets(self.config.path(), keys);
     }
 
     pub fn op(&self) -> &OidcProvider {
