@@ -626,3 +626,66 @@ fn session_keys_rotate_through_the_secret_without_logging_anyone_out() {
     let r = with_cookie(&w, w.proxy.https, "/new", &new, None, &json);
     assert_eq!(r.status, 200, "the k2 cookie: {r:?}");
 }
+
+#[test]
+fn a_user_failing_the_login_claim_rules_gets_403_and_no_session() {
+    let Some(w) = OidcWorld::start(Options::default()) else {
+        return;
+    };
+    let b = w.browser(None);
+    let hits = w.upstream.hits();
+    let hops = b.follow(&format!("https://{DENY}:{}/admin", w.proxy.https), None);
+    let last = hops.last().unwrap();
+    assert!(last.url.contains("/.tlsward/callback"), "{hops:#?}");
+    assert_eq!(last.status, 403, "{last:?}");
+    assert!(
+        b.cookies(DENY)
+            .iter()
+            .all(|(n, _)| !n.starts_with("__Host-tlsward-session")),
+        "{:?}",
+        b.cookies(DENY)
+    );
+    assert_eq!(w.upstream.hits(), hits);
+    assert!(w.auth_metric(DENY, "login", "claims_denied") >= 1.0);
+}
+
+#[test]
+fn a_failed_refresh_ends_the_session() {
+    let Some(mut w) = OidcWorld::start(Options {
+        provider: Some(Box::new(|c| c.access_token_ttl = 6)),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let b = w.browser(None);
+    logged_in(&w, &b, "/in");
+    w.stop_provider();
+    std::thread::sleep(Duration::from_secs(2));
+    let hits = w.upstream.hits();
+    let r = b.get(&w.app_url("/in"), &["-H", "Accept: application/json"]);
+    assert_eq!(
+        r.status, 401,
+        "expired access token, refresh impossible: {r:?}"
+    );
+    assert_eq!(w.upstream.hits(), hits);
+    assert!(w.auth_metric(APP, "session", "refresh_failed") >= 1.0);
+}
+
+#[test]
+fn the_reserved_prefix_never_reaches_the_upstream() {
+    let Some(w) = OidcWorld::start(Options::default()) else {
+        return;
+    };
+    let hits = w.upstream.hits();
+    for (host, path) in [
+        (APP, "/.tlsward/unknown"),
+        (APP, "/.tlsward/backchannel-logout"),
+        (API, "/.tlsward/callback?code=x&state=y"),
+        (API, "/.tlsward/login"),
+    ] {
+        let r = w.curl(host, path, None, &[]);
+        assert_ne!(r.status, 200, "{host}{path}: {r:?}");
+        assert!(r.status >= 400, "{host}{path}: {r:?}");
+    }
+    assert_eq!(w.upstream.hits(), hits);
+}

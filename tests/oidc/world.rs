@@ -35,6 +35,8 @@ pub const BOUND: &str = "bound.example.test";
 pub const JOIN: &str = "join.example.test";
 pub const APP: &str = "app.example.test";
 pub const LOCAL: &str = "localhost";
+/// Login whose claim rule (group `admins`) the test user fails.
+pub const DENY: &str = "deny.example.test";
 
 /// The headers the `api` policy fills from token claims.
 pub const SUBJECT_HEADER: &str = "X-Auth-Subject";
@@ -112,6 +114,7 @@ fn base_manifests(dir: &Path, server: &Leaf, upstream: &Upstream, policies: bool
             ingress("bound", pick("bound"), "server-tls", &[rule(BOUND)]),
             ingress("join", pick("join"), "server-tls", &[rule(JOIN)]),
             ingress("web", pick("web"), "server-tls", &[rule(APP), rule(LOCAL)]),
+            ingress("deny", pick("deny"), "server-tls", &[rule(DENY)]),
         ],
     );
 }
@@ -209,6 +212,20 @@ fn policies(dir: &Path, issuer: &str, op_ca: &str, client_ca: &str, session: &st
                     "publicPaths": [{"prefix": "/public"}, {"exact": "/healthz"}],
                 }),
             ),
+            policy(
+                "deny",
+                json!({
+                    "login": {
+                        "issuer": issuer,
+                        "clientId": "web-client",
+                        "clientSecretRef": {"name": "web-client"},
+                        "sessionSecretRef": {"name": "web-session"},
+                        "scopes": ["openid", "email", "profile", "groups"],
+                        "claims": [{"claim": "groups", "contains": "admins"}],
+                        "ca": {"inline": op_ca},
+                    },
+                }),
+            ),
         ],
     );
 }
@@ -253,6 +270,7 @@ impl OidcWorld {
                     [
                         format!("https://{APP}:{p}/.tlsward/callback"),
                         format!("https://{LOCAL}:{p}/.tlsward/callback"),
+                        format!("https://{DENY}:{p}/.tlsward/callback"),
                     ]
                 })
                 .collect(),
@@ -503,6 +521,8 @@ impl Browser {
             jar.display().to_string(),
             "--resolve".into(),
             format!("{APP}:{port}:127.0.0.1"),
+            "--resolve".into(),
+            format!("{DENY}:{port}:127.0.0.1"),
             "--path-as-is".into(),
         ];
         Self {
@@ -546,6 +566,7 @@ impl Browser {
     fn is_proxy(&self, url: &str) -> bool {
         url.starts_with(&format!("https://{APP}:{}", self.proxy_port))
             || url.starts_with(&format!("https://{LOCAL}:{}", self.proxy_port))
+            || url.starts_with(&format!("https://{DENY}:{}", self.proxy_port))
     }
 
     /// One request (`extra` curl args before the URL).
