@@ -364,14 +364,7 @@ pub async fn session(
     if expired_token && s.refresh_token.is_some() {
         match refresh(&s, login, runtime, now).await {
             Some(fresh) => {
-                match session::seal_cookies(
-                    &login.session_keys,
-                    host,
-                    &fresh,
-                    SESSION_COOKIE,
-                    &cookie,
-                    now,
-                ) {
+                match seal_within_budget(&login.session_keys, host, &fresh, &cookie, now) {
                     Ok(c) => passed.set_cookies = set_cookies(&c),
                     Err(e) => warn!(host, error = %e, "cannot store the refreshed session"),
                 }
@@ -426,6 +419,44 @@ pub async fn session(
         put(name, token);
     }
     Checked::Pass(req, passed)
+}
+
+/// The most session-cookie bytes (names and values) a request may carry.
+/// Browsers, curl and most proxies in front cap a Cookie header near 8 KiB
+/// (curl: 8190 bytes), and the site's own cookies need room too: a session
+/// sent only in part would loop through login.
+pub const SESSION_COOKIE_BUDGET: usize = 6 * 1024;
+
+/// Seals `s` into cookies whose `name=value` pairs fit in
+/// [`SESSION_COOKIE_BUDGET`]: whole if it fits, else without the ID token
+/// (only logout's hint is lost), else [`Session::minimal`] (no tokens, so no
+/// refresh).
+fn seal_within_budget(
+    keys: &session::SessionKeys,
+    host: &str,
+    s: &Session,
+    cookie: &str,
+    now: i64,
+) -> Result<Vec<String>, SessionError> {
+    let size = |cookies: &[String]| -> usize {
+        cookies
+            .iter()
+            .filter(|c| !c.contains("Max-Age=0"))
+            .map(|c| c.split(';').next().map_or(0, str::len))
+            .sum()
+    };
+    let without_id_token = Session {
+        id_token: None,
+        ..s.clone()
+    };
+    for candidate in [s, &without_id_token] {
+        match session::seal_cookies(keys, host, candidate, SESSION_COOKIE, cookie, now) {
+            Ok(c) if size(&c) <= SESSION_COOKIE_BUDGET => return Ok(c),
+            Ok(_) | Err(SessionError::TooLarge) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    session::seal_cookies(keys, host, &s.minimal(), SESSION_COOKIE, cookie, now)
 }
 
 /// The provider's token response (RFC 6749 §5.1).
@@ -663,19 +694,7 @@ async fn callback(
     if login.minimal_session {
         s = s.minimal();
     }
-    let sealed =
-        match session::seal_cookies(&login.session_keys, host, &s, SESSION_COOKIE, &cookie, now) {
-            Err(SessionError::TooLarge) => session::seal_cookies(
-                &login.session_keys,
-                host,
-                &s.minimal(),
-                SESSION_COOKIE,
-                &cookie,
-                now,
-            ),
-            other => other,
-        };
-    let mut cookies = match sealed {
+    let mut cookies = match seal_within_budget(&login.session_keys, host, &s, &cookie, now) {
         Ok(c) => c,
         Err(e) => {
             warn!(host, error = %e, "cannot seal the session");
