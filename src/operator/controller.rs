@@ -1042,8 +1042,7 @@ async fn reconcile_inner(
         bundle_outcome = Some(outcome);
     }
     let login_failure = check_login_secrets(&policy.spec, &secrets).await?;
-    let (issuers, issuer_failures) =
-        check_issuers(&policy.spec, &current.issuers, ctx, ns).await?;
+    let (issuers, issuer_failures) = check_issuers(&policy.spec, &current.issuers, ctx, ns).await?;
 
     // The condition names the first problem: the bundle's, then the
     // login's Secrets, then the issuers in spec order.

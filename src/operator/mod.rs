@@ -61,9 +61,10 @@ fn reads(spec: &ClientAuthPolicySpec, kind: SourceKind, name: &str) -> bool {
         .flat_map(|t| t.issuers.iter().filter_map(|i| i.ca.as_ref()));
     let login_ca = spec.login.iter().filter_map(|l| l.ca.as_ref());
     let login_secret = kind == SourceKind::Secret
-        && spec.login.as_ref().is_some_and(|l| {
-            l.client_secret_ref.name == name || l.session_secret_ref.name == name
-        });
+        && spec
+            .login
+            .as_ref()
+            .is_some_and(|l| l.client_secret_ref.name == name || l.session_secret_ref.name == name);
     login_secret
         || spec
             .trust_anchors
