@@ -106,6 +106,12 @@ const CORES: &[(&str, &[&str])] = &[
     ("clientauth/mod", &["fast_hash", "labels"]),
     ("clientauth/bundle", &[]),
     ("proxy/routes", &[]),
+    ("oidc/jwt", &[]),
+    ("oidc/token_cache", &["fast_hash", "oidc"]),
+    ("oidc/session", &[]),
+    ("oidc/login", &[]),
+    ("oidc/paths", &[]),
+    ("proxy/host_auth", &["clientauth", "oidc"]),
     ("proxy/identity", &["clientauth"]),
     // Exceptions (docs/architecture.md, "Where the layout bends"): the
     // proxy's world is made of `manifests::Document`s, and its snapshot

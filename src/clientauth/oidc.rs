@@ -218,8 +218,9 @@ pub struct BrowserLogin {
     pub client_secret_ref: super::KeyRef,
     /// The Secret in the policy's namespace holding the session-cookie keys:
     /// each data key is a key id, each value 32 bytes (or their base64).
-    /// The lexically greatest id seals new cookies; every key opens them,
-    /// so adding a key rotates without logging anyone out.
+    /// With several keys, a `primary` entry names the one that seals new
+    /// cookies; every key opens them, so rotate by adding a key, then
+    /// switching primary, then removing the old key, and nobody is logged out.
     pub session_secret_ref: SecretName,
     /// Scopes asked for. Omitted: `openid email profile` (GitHub:
     /// `read:user user:email read:org`).

@@ -216,6 +216,8 @@ pub struct Response {
     pub cache_control: Option<String>,
     /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// The `Link` header (RFC 8288), for paged APIs such as GitHub's.
+    pub link: Option<String>,
     /// The body, at most [`ClientOptions::max_body_bytes`] long.
     pub body: Bytes,
 }
@@ -446,6 +448,7 @@ where
     }
     let cache_control = joined(headers.get_all(header::CACHE_CONTROL).iter());
     let content_type = joined(headers.get_all(header::CONTENT_TYPE).iter());
+    let link = joined(headers.get_all(header::LINK).iter());
     let mut body = response.into_body();
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -460,7 +463,21 @@ where
         status,
         cache_control,
         content_type,
+        link,
         body: buf.freeze(),
+    })
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), if any.
+pub fn next_link(link: &str) -> Option<&str> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim();
+            p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+        });
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then_some(target)
     })
 }
 

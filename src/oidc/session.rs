@@ -551,7 +551,7 @@ pub fn seal_cookies(
             .filter(|b| *b > 8)
             .ok_or(SessionError::TooLarge)?;
         let count = (2..=MAX_CHUNKS)
-            .find(|n| n * budget >= sealed.len() + n.to_string().len() + 1)
+            .find(|n| n * budget > sealed.len() + n.to_string().len())
             .ok_or(SessionError::TooLarge)?;
         let mut rest = sealed.as_str();
         for i in 0..count {
@@ -592,18 +592,15 @@ pub fn open_cookies<'a>(
     let mut chunks: BTreeMap<usize, &str> = BTreeMap::new();
     for header in cookie_headers {
         for (name, value) in cookie_pairs(header) {
-            match classify(name, base) {
-                Some(Ours::Single) => {
-                    if single.replace(value).is_some() {
-                        return Err(SessionError::Malformed("session cookie sent twice"));
-                    }
-                }
-                Some(Ours::Chunk(i)) => {
-                    if chunks.insert(i, value).is_some() {
-                        return Err(SessionError::Malformed("session cookie chunk sent twice"));
-                    }
-                }
-                None => {}
+            // With `__Host-`, a second cookie of the same name cannot be
+            // ours: refuse rather than guess.
+            let repeated = match classify(name, base) {
+                Some(Ours::Single) => single.replace(value).is_some(),
+                Some(Ours::Chunk(i)) => chunks.insert(i, value).is_some(),
+                None => false,
+            };
+            if repeated {
+                return Err(SessionError::Malformed("session cookie sent twice"));
             }
         }
     }

@@ -16,12 +16,14 @@ use tracing::{debug, warn};
 use super::host_auth::{HostAuth, KeySource, RESERVED_PREFIX, TokenAuth};
 use super::identity::ClientIdentity;
 use super::server::ProxyBody;
+use super::snapshot::HostEntry;
 use crate::clientauth::CertificateField;
 use crate::oidc::client::{HttpClient, for_provider};
 use crate::oidc::jwt::{self, TokenError, Verified};
 use crate::oidc::keys::{KeyCache, KeyCacheConfig};
 use crate::oidc::token_cache::CacheKey;
-use crate::telemetry::{AuthMethod, ProxyMetrics};
+use crate::telemetry::{AuthLabels, AuthMethod, ProxyMetrics};
+use prometheus_client::metrics::counter::Counter;
 
 /// What the rest of the request path needs from a passed check.
 #[derive(Default)]
@@ -189,17 +191,55 @@ pub fn bearer(req: &Request<Incoming>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Runs the host's authentication on a request. `cert` is the SHA-256 of
-/// the connection's client certificate.
+/// Counts authentication results under the served host's label (the
+/// entry's name, so a wildcard host is one series, not one per name).
+pub struct AuthMeter<'a> {
+    metrics: &'a ProxyMetrics,
+    entry: &'a HostEntry,
+}
+
+impl AuthMeter<'_> {
+    /// Counts one result.
+    pub fn count(&self, method: AuthMethod, result: &'static str) {
+        // Most requests pass: their counters are found once per entry.
+        let ok = match (method, result) {
+            (AuthMethod::Bearer, "ok") => Some(&self.entry.auth_ok[0]),
+            (AuthMethod::Session, "ok") => Some(&self.entry.auth_ok[1]),
+            _ => None,
+        };
+        match ok {
+            Some(cell) => cell.get_or_init(|| self.series(method, result)).inc(),
+            None => self.series(method, result).inc(),
+        };
+    }
+
+    fn series(&self, method: AuthMethod, result: &'static str) -> Counter {
+        self.metrics
+            .authentications
+            .get_or_create(&AuthLabels {
+                host: self.entry.host.clone(),
+                method,
+                result,
+            })
+            .clone()
+    }
+}
+
+/// Runs the host's authentication on a request. `host` is the name the
+/// request asked for; `cert` the SHA-256 of the connection's client
+/// certificate.
+#[allow(clippy::too_many_arguments)]
 pub async fn check(
     mut req: Request<Incoming>,
     auth: &HostAuth,
+    entry: &HostEntry,
     host: &str,
     identity: Option<&ClientIdentity>,
     cert: Option<&[u8; 32]>,
     runtime: &AuthRuntime,
     metrics: &ProxyMetrics,
 ) -> Checked {
+    let metrics = &AuthMeter { metrics, entry };
     // Whatever happens next, the upstream must not see a client's own
     // version of the headers this policy vouches for.
     for name in &auth.identity_headers {
@@ -215,7 +255,7 @@ pub async fn check(
         };
     }
     if auth.public.matches(path) {
-        metrics.auth(host, AuthMethod::Public, "ok");
+        metrics.count(AuthMethod::Public, "ok");
         return Checked::Pass(req, Passed::default());
     }
     match (&auth.tokens, bearer(&req).is_some()) {
@@ -223,7 +263,7 @@ pub async fn check(
             let outcome = bearer_check(&req, tokens, identity, cert, runtime).await;
             match outcome {
                 Ok(verified) => {
-                    metrics.auth(host, AuthMethod::Bearer, "ok");
+                    metrics.count(AuthMethod::Bearer, "ok");
                     add_claim_headers(&mut req, tokens, &verified);
                     if !tokens.forward_authorization {
                         req.headers_mut().remove(header::AUTHORIZATION);
@@ -231,7 +271,7 @@ pub async fn check(
                     Checked::Pass(req, Passed::default())
                 }
                 Err(e) => {
-                    metrics.auth(host, AuthMethod::Bearer, e.reason());
+                    metrics.count(AuthMethod::Bearer, e.reason());
                     debug!(host, reason = e.reason(), "bearer token refused");
                     Checked::Answer(refuse_token(&e))
                 }
@@ -242,7 +282,7 @@ pub async fn check(
                 super::login_flow::session(req, auth, login, host, cert, runtime, metrics).await
             }
             None => {
-                metrics.auth(host, AuthMethod::Bearer, "token_missing");
+                metrics.count(AuthMethod::Bearer, "token_missing");
                 Checked::Answer(token_missing())
             }
         },

@@ -1,12 +1,13 @@
 //! GitHub login: GitHub speaks OAuth 2.0 without ID tokens, so the
 //! identity is read from its REST API with the user's access token:
-//! `/user`, `/user/emails`, `/user/orgs` and `/user/teams`.
+//! `/user`, `/user/emails`, `/user/orgs` and `/user/teams`; the lists are
+//! read page by page (100 a page, up to 10 pages).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::clientauth::GitHubLogin;
-use crate::oidc::client::HttpClient;
+use crate::oidc::client::{HttpClient, next_link};
 
 #[derive(Deserialize)]
 struct User {
@@ -36,6 +37,38 @@ struct Org {
 struct Team {
     slug: String,
     organization: Org,
+}
+
+/// Most pages of a list read: 10 × 100 organizations or teams.
+const MAX_PAGES: usize = 10;
+
+/// Every page of a paged list, following `Link: rel="next"` on the same
+/// API host, up to [`MAX_PAGES`].
+async fn get_all<T: for<'de> Deserialize<'de>>(
+    client: &HttpClient,
+    api: &str,
+    path: &str,
+    token: &str,
+) -> Result<Vec<T>, &'static str> {
+    let mut url = format!("{api}{path}");
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let resp = client
+            .get_with_bearer(&url, token)
+            .await
+            .and_then(|r| r.success())
+            .map_err(|_| "provider_unavailable")?;
+        let page: Vec<T> =
+            serde_json::from_slice(&resp.body).map_err(|_| "provider_unavailable")?;
+        out.extend(page);
+        // The token goes only where the API lives: a next link elsewhere
+        // ends the listing.
+        match resp.link.as_deref().and_then(next_link) {
+            Some(next) if next.starts_with(&format!("{api}/")) => url = next.to_string(),
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 async fn get<T: for<'de> Deserialize<'de>>(
@@ -70,7 +103,7 @@ pub async fn identity(
     let user: User = get(client, api, "/user", token).await?;
     let email = match user.email {
         Some(e) => Some(e),
-        None => get::<Vec<Email>>(client, api, "/user/emails", token)
+        None => get::<Vec<Email>>(client, api, "/user/emails?per_page=100", token)
             .await
             .ok()
             .and_then(|list| {
@@ -79,12 +112,12 @@ pub async fn identity(
                     .map(|e| e.email)
             }),
     };
-    let orgs: Vec<String> = get::<Vec<Org>>(client, api, "/user/orgs", token)
+    let orgs: Vec<String> = get_all::<Org>(client, api, "/user/orgs?per_page=100", token)
         .await?
         .into_iter()
         .map(|o| o.login)
         .collect();
-    let teams: Vec<String> = get::<Vec<Team>>(client, api, "/user/teams", token)
+    let teams: Vec<String> = get_all::<Team>(client, api, "/user/teams?per_page=100", token)
         .await?
         .into_iter()
         .map(|t| format!("{}/{}", t.organization.login, t.slug))

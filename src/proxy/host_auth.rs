@@ -186,6 +186,7 @@ pub fn build(
     id: &str,
     ns: &str,
     lookup: &dyn Lookup,
+    previous: Option<&HostAuth>,
 ) -> Result<Option<HostAuth>, HostError> {
     let spec = &policy.spec;
     if spec.tokens.is_none() && spec.login.is_none() {
@@ -194,7 +195,7 @@ pub fn build(
     let tokens = spec
         .tokens
         .as_ref()
-        .map(|t| token_auth(t, lookup))
+        .map(|t| token_auth(t, lookup, previous.and_then(|p| p.tokens.as_ref())))
         .transpose()?;
     let login = spec
         .login
@@ -295,7 +296,11 @@ pub fn claim_rule(r: &clientauth::ClaimRule) -> Option<ClaimRule> {
     })
 }
 
-fn token_auth(t: &BearerTokens, lookup: &dyn Lookup) -> Result<TokenAuth, HostError> {
+fn token_auth(
+    t: &BearerTokens,
+    lookup: &dyn Lookup,
+    previous: Option<&TokenAuth>,
+) -> Result<TokenAuth, HostError> {
     let binding = match t.certificate_binding {
         CertificateBinding::Required => Binding::Required,
         CertificateBinding::IfPresent => Binding::IfPresent,
@@ -330,13 +335,27 @@ fn token_auth(t: &BearerTokens, lookup: &dyn Lookup) -> Result<TokenAuth, HostEr
             rules,
         });
     }
+    // A verified token stays verified while the issuers and the rules that
+    // verified it are the same: keep the previous snapshot's cache then.
+    let cache = match previous {
+        Some(p)
+            if p.issuers.len() == issuers.len()
+                && p.issuers
+                    .iter()
+                    .zip(&issuers)
+                    .all(|(a, b)| a.keys == b.keys && a.rules == b.rules) =>
+        {
+            p.cache.clone()
+        }
+        _ => Arc::new(TokenCache::new(TOKEN_CACHE_CAPACITY)),
+    };
     Ok(TokenAuth {
         issuers,
         binding,
         joins: t.identity_joins.clone(),
         claim_headers: t.claim_headers.clone(),
         forward_authorization: t.forward_authorization,
-        cache: Arc::new(TokenCache::new(TOKEN_CACHE_CAPACITY)),
+        cache,
     })
 }
 

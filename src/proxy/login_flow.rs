@@ -16,14 +16,14 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::authenticate::{AuthRuntime, Checked, Passed, answer, now};
+use super::authenticate::{AuthMeter, AuthRuntime, Checked, Passed, answer, now};
 use super::host_auth::{DEFAULT_ALGORITHMS, HostAuth, LoginAuth, RESERVED_PREFIX};
 use crate::clientauth::LoginProvider;
 use crate::oidc::client::{Discovery, FetchError, HttpClient};
 use crate::oidc::jwt::{self, TokenRules};
 use crate::oidc::login::{self, RequestHints, RevokedSessions};
 use crate::oidc::session::{self, Session, SessionError};
-use crate::telemetry::{AuthMethod, ProxyMetrics};
+use crate::telemetry::AuthMethod;
 
 /// The session cookies' base name: `__Host-tlsward-session`, `-0`, `-1`…
 pub const SESSION_COOKIE: &str = "tlsward-session";
@@ -208,7 +208,7 @@ async fn unauthenticated(
     login: &LoginAuth,
     host: &str,
     runtime: &AuthRuntime,
-    metrics: &ProxyMetrics,
+    metrics: &AuthMeter<'_>,
     result: &'static str,
     mut cookies: Vec<String>,
 ) -> Checked {
@@ -221,7 +221,7 @@ async fn unauthenticated(
         x_requested_with: text(HeaderName::from_static("x-requested-with")),
         sec_fetch_mode: text(HeaderName::from_static("sec-fetch-mode")),
     };
-    metrics.auth(host, AuthMethod::Session, result);
+    metrics.count(AuthMethod::Session, result);
     if login::wants_401(&hints) {
         return refuse(StatusCode::UNAUTHORIZED, "login required", &cookies);
     }
@@ -238,12 +238,12 @@ async fn start_login(
     login: &LoginAuth,
     host: &str,
     runtime: &AuthRuntime,
-    metrics: &ProxyMetrics,
+    metrics: &AuthMeter<'_>,
     return_to: &str,
     cookies: &mut Vec<String>,
 ) -> Checked {
     let Some(ep) = endpoints(login, runtime).await else {
-        metrics.auth(host, AuthMethod::Login, "provider_unavailable");
+        metrics.count(AuthMethod::Login, "provider_unavailable");
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "the login provider cannot be reached; try again shortly",
@@ -289,7 +289,7 @@ async fn start_login(
             &started.code_challenge,
         ),
     };
-    metrics.auth(host, AuthMethod::Login, "login_started");
+    metrics.count(AuthMethod::Login, "login_started");
     cookies.extend(started.set_cookies);
     redirect(&url, cookies)
 }
@@ -302,7 +302,7 @@ pub async fn session(
     host: &str,
     cert: Option<&[u8; 32]>,
     runtime: &AuthRuntime,
-    metrics: &ProxyMetrics,
+    metrics: &AuthMeter<'_>,
 ) -> Checked {
     let now = now();
     let cookie = cookie_header(&req);
@@ -340,7 +340,7 @@ pub async fn session(
     if auth.checks_certificates && !s.bound_to(cert) {
         // A cookie carried to another device: refuse it without touching
         // the rightful owner's session.
-        metrics.auth(host, AuthMethod::Session, "cert_binding_mismatch");
+        metrics.count(AuthMethod::Session, "cert_binding_mismatch");
         return refuse(
             StatusCode::UNAUTHORIZED,
             "this session belongs to another client certificate",
@@ -378,7 +378,6 @@ pub async fn session(
                 s = fresh;
             }
             None => {
-                metrics.auth(host, AuthMethod::Session, "refresh_failed");
                 return unauthenticated(
                     &req,
                     login,
@@ -392,7 +391,7 @@ pub async fn session(
             }
         }
     }
-    metrics.auth(host, AuthMethod::Session, "ok");
+    metrics.count(AuthMethod::Session, "ok");
     let headers = req.headers_mut();
     match session::strip_session_cookies(&cookie, SESSION_COOKIE) {
         Some(rest) => match HeaderValue::from_str(&rest) {
@@ -505,7 +504,7 @@ pub async fn endpoint(
     host: &str,
     cert: Option<&[u8; 32]>,
     runtime: &AuthRuntime,
-    metrics: &ProxyMetrics,
+    metrics: &AuthMeter<'_>,
 ) -> Checked {
     let path = req.uri().path().to_string();
     match path.strip_prefix(RESERVED_PREFIX).unwrap_or_default() {
@@ -531,11 +530,11 @@ async fn callback(
     host: &str,
     cert: Option<&[u8; 32]>,
     runtime: &AuthRuntime,
-    metrics: &ProxyMetrics,
+    metrics: &AuthMeter<'_>,
 ) -> Checked {
     let now = now();
     let fail = |result: &'static str, status: StatusCode, message: &str, cookies: &[String]| {
-        metrics.auth(host, AuthMethod::Login, result);
+        metrics.count(AuthMethod::Login, result);
         refuse(status, message, cookies)
     };
     let Some(ep) = endpoints(login, runtime).await else {
@@ -609,6 +608,16 @@ async fn callback(
     };
     let claims = match identity {
         Ok(c) => c,
+        // A known user outside the allowed organizations and teams: the
+        // same answer as a failed claim rule.
+        Err(result @ "claims_denied") => {
+            return fail(
+                result,
+                StatusCode::FORBIDDEN,
+                "your account is not allowed here",
+                &clear_flow,
+            );
+        }
         Err(result) => {
             return fail(
                 result,
@@ -679,7 +688,7 @@ async fn callback(
         }
     };
     cookies.push(cb.clear_cookie);
-    metrics.auth(host, AuthMethod::Login, "login_completed");
+    metrics.count(AuthMethod::Login, "login_completed");
     info!(host, user = %s.user, "login completed");
     redirect(&cb.flow.return_to, &cookies)
 }
@@ -759,7 +768,7 @@ async fn logout(
     login: &LoginAuth,
     host: &str,
     runtime: &AuthRuntime,
-    metrics: &ProxyMetrics,
+    metrics: &AuthMeter<'_>,
 ) -> Checked {
     let cookie = cookie_header(req);
     let s = session::open_cookies(
@@ -771,7 +780,7 @@ async fn logout(
     )
     .ok();
     let cookies = session::clear_cookies(std::iter::once(cookie.as_str()), SESSION_COOKIE);
-    metrics.auth(host, AuthMethod::Login, "logout");
+    metrics.count(AuthMethod::Login, "logout");
     let back = format!("{}{}", origin(req, host), login.post_logout_path);
     let end_session = match login.provider {
         LoginProvider::OIDC => endpoints(login, runtime).await.and_then(|e| e.end_session),
@@ -798,11 +807,11 @@ async fn backchannel_logout(
     req: Request<Incoming>,
     login: &LoginAuth,
     runtime: &AuthRuntime,
-    metrics: &ProxyMetrics,
+    metrics: &AuthMeter<'_>,
     host: &str,
 ) -> Checked {
     let bad = |why: &str| {
-        metrics.auth(host, AuthMethod::Login, "backchannel_logout_refused");
+        metrics.count(AuthMethod::Login, "backchannel_logout_refused");
         let body = format!(r#"{{"error":"invalid_request","error_description":"{why}"}}"#);
         let mut r = answer(
             StatusCode::BAD_REQUEST,
@@ -861,7 +870,7 @@ async fn backchannel_logout(
         now,
         until,
     );
-    metrics.auth(host, AuthMethod::Login, "backchannel_logout");
+    metrics.count(AuthMethod::Login, "backchannel_logout");
     info!(host, revoked = n, "back-channel logout");
     let mut r = answer(StatusCode::OK, "", []);
     r.headers_mut()

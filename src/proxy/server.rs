@@ -448,6 +448,7 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
                 match super::authenticate::check(
                     req,
                     auth,
+                    target,
                     host,
                     conn.identity.as_ref(),
                     cert,

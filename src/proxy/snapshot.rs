@@ -124,6 +124,9 @@ pub struct HostEntry {
     /// request has found it: most requests then count without hashing the
     /// labels or taking the family's lock.
     pub ok_requests: OnceLock<Counter>,
+    /// This host's bearer and session `result="ok"` series of the
+    /// authentication counter, found once.
+    pub auth_ok: [OnceLock<Counter>; 2],
 }
 
 /// The proxy's whole serving state at one moment.
@@ -213,9 +216,23 @@ impl Snapshot {
         }
         let mut certs: HashMap<String, Result<ServerCert, HostError>> = HashMap::new();
         let mut verifiers: HashMap<String, Result<PolicyTls, HostError>> = HashMap::new();
+        // Verified tokens stay cached across rebuilds while a policy's
+        // token rules are unchanged.
+        let previous_auth: HashMap<&str, &HostAuth> = previous
+            .hosts()
+            .filter_map(|h| Some((h.policy.as_deref()?, h.auth.as_deref()?)))
+            .collect();
         for (host, d) in drafts {
             let object = format!("Ingress {}", d.ingress);
-            let built = build_host(&host, d, &idx, now, &mut certs, &mut verifiers);
+            let built = build_host(
+                &host,
+                d,
+                &idx,
+                now,
+                &mut certs,
+                &mut verifiers,
+                &previous_auth,
+            );
             match built {
                 Ok(entry) => next.insert(Arc::new(entry)),
                 Err(error) => match previous.exact_or_wildcard(&host) {
@@ -561,13 +578,19 @@ fn read_source(
     }
 }
 
-fn policy_tls(idx: &Index, ns: &str, name: &str, now: i64) -> Result<PolicyTls, HostError> {
+fn policy_tls(
+    idx: &Index,
+    ns: &str,
+    name: &str,
+    now: i64,
+    previous: Option<&HostAuth>,
+) -> Result<PolicyTls, HostError> {
     let policy = || format!("{ns}/{name}");
     let p = idx
         .policies
         .get(&(ns, name))
         .ok_or_else(|| HostError::PolicyNotFound { policy: policy() })?;
-    let auth = host_auth::build(p, &policy(), ns, &AuthLookup { idx, ns })?.map(Arc::new);
+    let auth = host_auth::build(p, &policy(), ns, &AuthLookup { idx, ns }, previous)?.map(Arc::new);
     if !p.spec.checks_certificates() {
         return Ok(PolicyTls {
             auth,
@@ -696,6 +719,7 @@ fn build_host(
     now: i64,
     certs: &mut HashMap<String, Result<ServerCert, HostError>>,
     verifiers: &mut HashMap<String, Result<PolicyTls, HostError>>,
+    previous_auth: &HashMap<&str, &HostAuth>,
 ) -> Result<HostEntry, HostError> {
     let ns = d.namespace.as_str();
     let secret_id = format!("{ns}/{}", d.secret);
@@ -704,12 +728,16 @@ fn build_host(
         .or_insert_with(|| server_cert(idx, ns, &d.secret))
         .clone()?;
     let policy = match &d.policy {
-        Some(name) => Some(
-            verifiers
-                .entry(format!("{ns}/{name}"))
-                .or_insert_with(|| policy_tls(idx, ns, name, now))
-                .clone()?,
-        ),
+        Some(name) => {
+            let id = format!("{ns}/{name}");
+            let previous = previous_auth.get(id.as_str()).copied();
+            Some(
+                verifiers
+                    .entry(id)
+                    .or_insert_with(|| policy_tls(idx, ns, name, now, previous))
+                    .clone()?,
+            )
+        }
         None => None,
     };
     let cert_sha256 = cert
@@ -745,6 +773,7 @@ fn build_host(
         auth: policy.as_ref().and_then(|p| p.auth.clone()),
         expiries,
         ok_requests: OnceLock::new(),
+        auth_ok: Default::default(),
     })
 }
 

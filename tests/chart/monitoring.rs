@@ -160,6 +160,12 @@ fn prometheus_rules_pass_promtool_check() {
             "warning",
         ),
         (
+            "TlswardIssuerHasNoKeys",
+            "tlsward_oidc_keys",
+            "== 0",
+            "critical",
+        ),
+        (
             "TlswardReconcileFailures",
             "increase(tlsward_operator_reconcile_failures_total[15m]) > 0",
             "",
@@ -195,7 +201,7 @@ fn prometheus_rules_pass_promtool_check() {
     );
     let text = output_text(&out);
     assert!(out.status.success(), "promtool check rules:\n{text}");
-    assert!(text.contains("SUCCESS: 7 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 8 rules found"), "{text}");
 
     // promtool really checks: a broken expression fails.
     let mut broken = rules.clone();
@@ -260,9 +266,13 @@ fn prometheus_alerts_fire_when_they_should() {
                 "input_series": [
                     {"series": "tlsward_oidc_jwks_last_success_timestamp_seconds{issuer=\"https://down.example\",pod=\"p1\"}", "values": "0+0x100"},
                     {"series": "tlsward_oidc_jwks_last_success_timestamp_seconds{issuer=\"https://up.example\",pod=\"p1\"}", "values": "0+60x100"},
+                    {"series": "tlsward_oidc_keys{issuer=\"https://up.example\",pod=\"p1\"}", "values": "2+0x100"},
+                    {"series": "tlsward_oidc_keys{issuer=\"https://never.example\",pod=\"p1\"}", "values": "0+0x100"},
                 ],
                 "alert_rule_test": [
                     {"eval_time": "50m", "alertname": "TlswardIssuerKeysStale", "exp_alerts": []},
+                    {"eval_time": "20m", "alertname": "TlswardIssuerHasNoKeys",
+                     "exp_alerts": [alert("TlswardIssuerHasNoKeys", json!({"severity": "critical", "issuer": "https://never.example"}))]},
                     {"eval_time": "70m", "alertname": "TlswardIssuerKeysStale",
                      "exp_alerts": [alert("TlswardIssuerKeysStale", json!({"severity": "warning", "issuer": "https://down.example"}))]},
                 ],

@@ -709,12 +709,13 @@ fn certificate_binding() {
 
     use Binding::*;
     use TokenError::*;
-    let cases: [(
-        &Verified,
+    type Case<'a> = (
+        &'a Verified,
         Binding,
-        Option<&[u8; 32]>,
+        Option<&'a [u8; 32]>,
         Result<(), TokenError>,
-    ); 17] = [
+    );
+    let cases: [Case; 17] = [
         (&bound, Required, Some(&cert), Ok(())),
         (&bound, Required, Some(&other), Err(CertBindingMismatch)),
         (&bound, Required, None, Err(ClientCertificateMissing)),
