@@ -1030,6 +1030,18 @@ impl Verified {
         }
     }
 
+    /// Drops every claim that none of `paths` (names or dotted paths, as
+    /// [`Verified::claim`] reads them) needs. The rules were checked in
+    /// `verify`; a cached token only has to keep what is read per request,
+    /// and a JSON object costs far more memory than the token's text.
+    pub fn retain_claims(&mut self, paths: &[String]) {
+        self.claims.retain(|name, _| {
+            paths
+                .iter()
+                .any(|p| p == name || p.split('.').next() == Some(name.as_str()))
+        });
+    }
+
     /// `sub`, if it is a string.
     pub fn subject(&self) -> Option<&str> {
         self.claims.get("sub").and_then(Value::as_str)

@@ -305,7 +305,9 @@ async fn bearer_check(
     let verified = match tokens.cache.get(&key, now) {
         Some(v) => v,
         None => {
-            let v = Arc::new(verify_uncached(token, tokens, runtime, now).await?);
+            let mut v = verify_uncached(token, tokens, runtime, now).await?;
+            v.retain_claims(&tokens.kept_claims);
+            let v = Arc::new(v);
             tokens.cache.insert(key, v.clone(), now);
             v
         }

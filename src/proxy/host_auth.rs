@@ -87,6 +87,9 @@ pub struct TokenAuth {
     pub claim_headers: Vec<ClaimHeader>,
     /// Whether `Authorization` goes upstream.
     pub forward_authorization: bool,
+    /// The claims read per request (claim headers, identity joins): all a
+    /// cached token keeps.
+    pub kept_claims: Vec<String>,
     /// Verified tokens, so a signature is checked once per token.
     pub cache: Arc<TokenCache>,
 }
@@ -349,9 +352,18 @@ fn token_auth(
         }
         _ => Arc::new(TokenCache::new(TOKEN_CACHE_CAPACITY)),
     };
+    let mut kept_claims: Vec<String> = t
+        .claim_headers
+        .iter()
+        .map(|h| h.claim.clone())
+        .chain(t.identity_joins.iter().map(|j| j.claim.clone()))
+        .collect();
+    kept_claims.sort();
+    kept_claims.dedup();
     Ok(TokenAuth {
         issuers,
         binding,
+        kept_claims,
         joins: t.identity_joins.clone(),
         claim_headers: t.claim_headers.clone(),
         forward_authorization: t.forward_authorization,

@@ -663,6 +663,18 @@ fn claim_strings_for_headers() {
 }
 
 #[test]
+fn a_cached_token_keeps_only_the_claims_read_per_request() {
+    let mut v = check(&keys().ed.sign(&claims()).unwrap(), &rules()).unwrap();
+    v.retain_claims(&["sub".into(), "realm_access.roles".into()]);
+    assert_eq!(v.claim_strings("sub"), ["alice"]);
+    assert_eq!(v.claim_strings("realm_access.roles"), ["buyer", "auditor"]);
+    assert!(v.claim("email").is_none() && v.claim("exp").is_none());
+    let mut none = check(&keys().ed.sign(&claims()).unwrap(), &rules()).unwrap();
+    none.retain_claims(&[]);
+    assert!(none.claims.is_empty());
+}
+
+#[test]
 fn issuer_is_peeked_before_trusting_it() {
     let token = keys().es256.sign(&claims()).unwrap();
     assert_eq!(peek_issuer(&token).unwrap(), ISS);
