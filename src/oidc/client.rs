@@ -179,6 +179,34 @@ pub enum FetchError {
     Http(#[from] hyper::Error),
 }
 
+/// Why a provider's HTTP client could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientSetupError {
+    /// The CA PEM is unusable.
+    #[error("{0}")]
+    Roots(#[from] RootsError),
+    /// rustls refused the client configuration.
+    #[error("{0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The client for one identity provider, as the proxy and the operator
+/// both use it: the system CAs (when [`SYSTEM_CA_BUNDLE`] exists) plus the
+/// policy's own `ca_pem`, default limits, and plain `http://` only to
+/// loopback addresses (tests, a sidecar): keys fetched in the clear from
+/// anywhere else could be forged.
+pub fn for_provider(ca_pem: Option<&str>) -> Result<HttpClient, ClientSetupError> {
+    let system = Path::new(SYSTEM_CA_BUNDLE);
+    let roots = root_store(
+        system.exists().then_some(system),
+        ca_pem.unwrap_or_default().as_bytes(),
+    )?;
+    let mut options = ClientOptions::new(roots);
+    options.allow_plain_http_to_loopback = true;
+    Ok(HttpClient::new(options)?)
+}
+
 /// What came back: the status, the headers callers need, the body.
 #[derive(Clone, Debug)]
 pub struct Response {

@@ -55,6 +55,8 @@ pub(crate) struct Seen {
 struct State {
     issuer_in_doc: Mutex<String>,
     kids: Mutex<Vec<String>>,
+    /// Real JWKs served in place of the kid-only placeholders.
+    keys: Mutex<Option<Vec<serde_json::Value>>>,
     cache_control: Mutex<Option<String>>,
     mode: Mutex<Mode>,
     delay: Mutex<Duration>,
@@ -99,6 +101,7 @@ impl Idp {
         let state = Arc::new(State {
             issuer_in_doc: Mutex::new(issuer.clone()),
             kids: Mutex::new(vec!["k1".to_string()]),
+            keys: Mutex::new(None),
             cache_control: Mutex::new(None),
             mode: Mutex::new(Mode::Normal),
             delay: Mutex::new(Duration::ZERO),
@@ -156,6 +159,11 @@ impl Idp {
 
     pub fn set_kids(&self, kids: &[&str]) {
         *self.state.kids.lock().unwrap() = kids.iter().map(|k| k.to_string()).collect();
+    }
+
+    /// Serves these JWKs (real public keys) instead of `{kid, kty}` stubs.
+    pub fn set_keys(&self, keys: Vec<serde_json::Value>) {
+        *self.state.keys.lock().unwrap() = Some(keys);
     }
 
     pub fn set_cache_control(&self, value: Option<&str>) {
@@ -291,13 +299,16 @@ fn jwks_response(state: &State, mode: Mode) -> Response<Body> {
     const TWO_MIB: usize = 2 << 20;
     match mode {
         Mode::Normal => {
-            let keys: Vec<_> = state
-                .kids
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|kid| json!({"kid": kid, "kty": "EC"}))
-                .collect();
+            let real = state.keys.lock().unwrap().clone();
+            let keys: Vec<_> = real.unwrap_or_else(|| {
+                state
+                    .kids
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|kid| json!({"kid": kid, "kty": "EC"}))
+                    .collect()
+            });
             let cc = state.cache_control.lock().unwrap().clone();
             json_response(StatusCode::OK, json!({ "keys": keys }).to_string(), cc)
         }

@@ -13,5 +13,6 @@ pub mod paths;
 pub mod session;
 pub mod token_cache;
 
+// The test IdP; the operator's tests use it too.
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;

@@ -2,7 +2,7 @@
 //! Secret and status. Writes happen only when content changes; a broken
 //! source never touches the last good Secret.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,10 +20,15 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::admission::CLIENT_AUTH_ANNOTATION;
 use crate::clientauth::bundle::{self, Bundle, BundleError, PemInput};
 use crate::clientauth::{
-    BundleStatus, ClientAuthPolicy, ClientAuthPolicyStatus, Condition, FailureReason, KeyRef,
-    PemSource, SourceKind,
+    BundleStatus, ClientAuthPolicy, ClientAuthPolicySpec, ClientAuthPolicyStatus, Condition,
+    FailureReason, IssuerStatus, KeyRef, PemSource, SourceKind,
 };
 use crate::labels::Selector;
+use crate::oidc::client::{
+    ClientSetupError, DiscoveryError, FetchError, HttpClient, RootsError, discovery_url,
+    fetch_discovery, for_provider,
+};
+use crate::oidc::jwt::Jwks;
 use crate::telemetry::{
     AnchorLabels, OperatorMetrics, Outcome, ReasonLabels, ReconcileFailure, ResultLabels,
 };
@@ -37,6 +42,13 @@ pub const FIELD_MANAGER: &str = "tlsward-operator";
 
 /// Longest wait between reconciles of a healthy policy.
 const RESYNC: Duration = Duration::from_secs(3600);
+/// How often a healthy policy's issuers are fetched again.
+pub const ISSUER_REFRESH: Duration = Duration::from_secs(300);
+/// How soon a failing issuer is tried again: often enough to notice it is
+/// back, seldom enough not to add to an IdP's trouble.
+pub const ISSUER_RETRY: Duration = Duration::from_secs(60);
+/// The default key of `spec.login.clientSecretRef`.
+const CLIENT_SECRET_KEY: &str = "client-secret";
 
 /// Everything a reconcile needs besides the policy.
 pub struct Context {
@@ -50,6 +62,9 @@ pub struct Context {
     pub now: fn() -> i64,
     /// Fingerprints exported per policy, to retire stale expiry series.
     exported: Mutex<BTreeMap<(String, String), HashSet<String>>>,
+    /// The last check of each issuer configuration, shared by policies, so
+    /// the reconcile our own status write triggers does not fetch again.
+    issuer_checks: Mutex<HashMap<IssuerKey, IssuerCheck>>,
 }
 
 impl Context {
@@ -71,6 +86,7 @@ impl Context {
             metrics,
             now,
             exported: Mutex::new(BTreeMap::new()),
+            issuer_checks: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -133,6 +149,70 @@ pub enum Failure {
     /// The sources do not make a valid bundle.
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// A Secret the login needs does not exist.
+    #[error(
+        "{field}: Secret {name:?} not found in the policy's namespace: create it or fix {field}.name"
+    )]
+    SecretNotFound {
+        /// The policy field, e.g. `spec.login.sessionSecretRef`.
+        field: String,
+        /// The Secret's name.
+        name: String,
+    },
+    /// The login's client-secret Secret exists but lacks the key.
+    #[error(
+        "{field}: Secret {name:?} has no key {key:?} (it has: {}): add it or set {field}.key",
+        if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+    )]
+    SecretKeyNotFound {
+        /// The policy field.
+        field: String,
+        /// The Secret's name.
+        name: String,
+        /// The key looked for.
+        key: String,
+        /// The keys it has.
+        keys: Vec<String>,
+    },
+    /// The session-key Secret exists but holds no key.
+    #[error(
+        "{field}: Secret {name:?} holds no session key: add one (any key name, 32 random bytes or their base64)"
+    )]
+    NoSessionKey {
+        /// The policy field.
+        field: String,
+        /// The Secret's name.
+        name: String,
+    },
+    /// An issuer's discovery document or key set could not be fetched.
+    #[error("{field}: cannot fetch the keys of issuer {issuer}: {error}")]
+    IssuerUnreachable {
+        /// The policy field, e.g. `spec.tokens.issuers[0]`.
+        field: String,
+        /// The issuer, credentials in the URL masked.
+        issuer: String,
+        /// What failed (names URLs and statuses, never a body).
+        error: String,
+    },
+    /// An issuer answered, but not with a usable discovery document or key
+    /// set.
+    #[error("{field}: issuer {issuer} is not usable: {error}")]
+    InvalidIssuer {
+        /// The policy field.
+        field: String,
+        /// The issuer, credentials in the URL masked.
+        issuer: String,
+        /// What is wrong.
+        error: String,
+    },
+    /// An issuer's `ca` holds no usable certificate.
+    #[error("{field}: {error}")]
+    IssuerCa {
+        /// The policy field, e.g. `spec.login.ca`.
+        field: String,
+        /// What the root store said.
+        error: String,
+    },
     /// The bundle Secret's name is taken by a Secret this policy did not
     /// write.
     #[error(
@@ -153,7 +233,14 @@ impl Failure {
             Failure::SourceNotFound { .. } | Failure::KeyNotFound { .. } => {
                 FailureReason::SourceNotFound
             }
-            Failure::NoSource { .. } => FailureReason::InvalidCertificate,
+            Failure::NoSource { .. } | Failure::IssuerCa { .. } => {
+                FailureReason::InvalidCertificate
+            }
+            Failure::SecretNotFound { .. }
+            | Failure::SecretKeyNotFound { .. }
+            | Failure::NoSessionKey { .. } => FailureReason::SecretNotFound,
+            Failure::IssuerUnreachable { .. } => FailureReason::IssuerUnreachable,
+            Failure::InvalidIssuer { .. } => FailureReason::InvalidIssuer,
             Failure::Bundle(e) => e.reason(),
             Failure::TargetConflict { .. } => FailureReason::TargetConflict,
         }
@@ -288,6 +375,358 @@ async fn gather(
     Ok(bundle::build(&anchors, &crls, (ctx.now)()).map_err(Failure::from))
 }
 
+/// The login's Secrets: the client secret (with its key) and the session
+/// keys must exist. Both are read, so the API calls do not depend on which
+/// is missing; the first problem is returned.
+async fn check_login_secrets(
+    spec: &ClientAuthPolicySpec,
+    secrets: &Api<Secret>,
+) -> Result<Option<Failure>, Error> {
+    let Some(login) = &spec.login else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    let field = "spec.login.clientSecretRef";
+    let r = &login.client_secret_ref;
+    let key = r.key.as_deref().unwrap_or(CLIENT_SECRET_KEY);
+    match secrets.get_opt(&r.name).await? {
+        None => problems.push(Failure::SecretNotFound {
+            field: field.into(),
+            name: r.name.clone(),
+        }),
+        Some(secret) => {
+            let data = secret.data.unwrap_or_default();
+            if !data.contains_key(key) {
+                problems.push(Failure::SecretKeyNotFound {
+                    field: field.into(),
+                    name: r.name.clone(),
+                    key: key.into(),
+                    keys: data.into_keys().collect(),
+                });
+            }
+        }
+    }
+    let field = "spec.login.sessionSecretRef";
+    let name = &login.session_secret_ref.name;
+    match secrets.get_opt(name).await? {
+        None => problems.push(Failure::SecretNotFound {
+            field: field.into(),
+            name: name.clone(),
+        }),
+        Some(secret) if secret.data.as_ref().is_none_or(|d| d.is_empty()) => {
+            problems.push(Failure::NoSessionKey {
+                field: field.into(),
+                name: name.clone(),
+            })
+        }
+        Some(_) => {}
+    }
+    Ok(problems.into_iter().next())
+}
+
+/// One issuer as the policy names it. An issuer named twice (tokens and
+/// login) is checked once, with its first settings; discovery is fetched
+/// if any mention needs it.
+#[derive(Clone, Debug)]
+struct IssuerSpec {
+    field: String,
+    ca_field: String,
+    issuer: String,
+    jwks_uri: Option<String>,
+    discover: bool,
+    ca: Option<PemSource>,
+}
+
+/// The distinct issuers of `spec`: `tokens.issuers` then `login.issuer`
+/// (GitHub login has none).
+fn issuers_of(spec: &ClientAuthPolicySpec) -> Vec<IssuerSpec> {
+    let mut out: Vec<IssuerSpec> = Vec::new();
+    let mut add = |next: IssuerSpec| match out.iter_mut().find(|i| i.issuer == next.issuer) {
+        Some(known) => known.discover |= next.discover,
+        None => out.push(next),
+    };
+    if let Some(tokens) = &spec.tokens {
+        for (i, t) in tokens.issuers.iter().enumerate() {
+            let field = format!("spec.tokens.issuers[{i}]");
+            add(IssuerSpec {
+                ca_field: format!("{field}.ca"),
+                field,
+                issuer: t.issuer.clone(),
+                jwks_uri: t.jwks_uri.clone(),
+                discover: t.jwks_uri.is_none(),
+                ca: t.ca.clone(),
+            });
+        }
+    }
+    if let Some(login) = &spec.login
+        && let Some(issuer) = &login.issuer
+    {
+        // Login needs the discovery document's endpoints.
+        add(IssuerSpec {
+            field: "spec.login.issuer".into(),
+            ca_field: "spec.login.ca".into(),
+            issuer: issuer.clone(),
+            jwks_uri: None,
+            discover: true,
+            ca: login.ca.clone(),
+        });
+    }
+    out
+}
+
+/// Whether the policy names any issuer (its status needs refreshing).
+pub fn has_issuers(spec: &ClientAuthPolicySpec) -> bool {
+    !issuers_of(spec).is_empty()
+}
+
+/// What one issuer check is keyed by: everything that changes its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct IssuerKey {
+    issuer: String,
+    jwks_uri: Option<String>,
+    discover: bool,
+    ca_pem: Option<String>,
+}
+
+/// The outcome of one issuer check, and when it ran.
+#[derive(Clone, Debug)]
+struct IssuerCheck {
+    at: i64,
+    result: Result<u32, IssuerProblem>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProblemKind {
+    Unreachable,
+    Invalid,
+    BadCa,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct IssuerProblem {
+    kind: ProblemKind,
+    error: String,
+}
+
+impl IssuerProblem {
+    fn into_failure(self, spec: &IssuerSpec) -> Failure {
+        let (field, issuer) = (spec.field.clone(), masked(&spec.issuer));
+        match self.kind {
+            ProblemKind::Unreachable => Failure::IssuerUnreachable {
+                field,
+                issuer,
+                error: self.error,
+            },
+            ProblemKind::Invalid => Failure::InvalidIssuer {
+                field,
+                issuer,
+                error: self.error,
+            },
+            ProblemKind::BadCa => Failure::IssuerCa {
+                field: spec.ca_field.clone(),
+                error: self.error,
+            },
+        }
+    }
+}
+
+/// `url` with any `user:password@` replaced, for messages.
+fn masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+fn fetch_problem(url: &str, e: FetchError) -> IssuerProblem {
+    let kind = match &e {
+        // The configuration or the answer is wrong, not the network.
+        FetchError::BadUrl(_) | FetchError::PlainHttp | FetchError::TooLarge { .. } => {
+            ProblemKind::Invalid
+        }
+        FetchError::Connect { .. }
+        | FetchError::Tls { .. }
+        | FetchError::Timeout(_)
+        | FetchError::Redirected { .. }
+        | FetchError::Status { .. }
+        | FetchError::Http(_) => ProblemKind::Unreachable,
+    };
+    IssuerProblem {
+        kind,
+        error: format!("GET {}: {e}", masked(url)),
+    }
+}
+
+fn invalid(error: String) -> IssuerProblem {
+    IssuerProblem {
+        kind: ProblemKind::Invalid,
+        error,
+    }
+}
+
+/// Fetches the discovery document (when needed) and the key set; the
+/// number of usable keys.
+async fn fetch_issuer(key: &IssuerKey) -> Result<u32, IssuerProblem> {
+    let client: HttpClient = for_provider(key.ca_pem.as_deref()).map_err(|e| {
+        let kind = match &e {
+            ClientSetupError::Roots(RootsError::NoCertificate) => ProblemKind::BadCa,
+            _ => ProblemKind::Unreachable,
+        };
+        IssuerProblem {
+            kind,
+            error: e.to_string(),
+        }
+    })?;
+    let discovered = if key.discover {
+        let url = discovery_url(&key.issuer);
+        match fetch_discovery(&client, &key.issuer).await {
+            Ok(d) => Some(d),
+            Err(DiscoveryError::Fetch(e)) => return Err(fetch_problem(&url, e)),
+            Err(
+                e @ (DiscoveryError::Invalid(_)
+                | DiscoveryError::IssuerMismatch { .. }
+                | DiscoveryError::BadEndpoint { .. }),
+            ) => return Err(invalid(format!("{}: {e}", masked(&url)))),
+        }
+    } else {
+        None
+    };
+    let Some(jwks_uri) = key
+        .jwks_uri
+        .clone()
+        .or_else(|| discovered.map(|d| d.jwks_uri))
+    else {
+        // issuers_of sets discover whenever jwksUri is absent.
+        return Err(invalid("no jwksUri and no discovery document".into()));
+    };
+    let response = client
+        .get(&jwks_uri)
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| fetch_problem(&jwks_uri, e))?;
+    let set = Jwks::from_json(&response.body)
+        .map_err(|e| invalid(format!("{}: {e}", masked(&jwks_uri))))?;
+    if set.is_empty() {
+        return Err(invalid(format!(
+            "{}: the key set holds no usable signing key",
+            masked(&jwks_uri)
+        )));
+    }
+    Ok(u32::try_from(set.len()).unwrap_or(u32::MAX))
+}
+
+/// Checks every issuer of the policy: `status.issuers` (a failing issuer
+/// keeps its last good entry) and the problems, in spec order.
+async fn check_issuers(
+    spec: &ClientAuthPolicySpec,
+    previous: &[IssuerStatus],
+    ctx: &Context,
+    ns: &str,
+) -> Result<(Vec<IssuerStatus>, Vec<Failure>), Error> {
+    let issuers = issuers_of(spec);
+    if issuers.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let now = (ctx.now)();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    // The CAs first, in order: these are API calls.
+    let mut keys: Vec<Result<IssuerKey, Failure>> = Vec::with_capacity(issuers.len());
+    for i in &issuers {
+        let ca_pem = match &i.ca {
+            None => None,
+            Some(src) => {
+                match read_source(&secrets, &config_maps, &i.ca_field, src, "ca.crt").await? {
+                    Ok(input) => Some(input.pem),
+                    Err(f) => {
+                        keys.push(Err(f));
+                        continue;
+                    }
+                }
+            }
+        };
+        keys.push(Ok(IssuerKey {
+            issuer: i.issuer.clone(),
+            jwks_uri: i.jwks_uri.clone(),
+            discover: i.discover,
+            ca_pem,
+        }));
+    }
+    // Then the IdPs, concurrently; a recent answer is reused.
+    let checks = futures::future::join_all(keys.iter().map(|k| async move {
+        let k = k.as_ref().ok()?;
+        if let Some(recent) = recent_check(ctx, k, now) {
+            return Some(recent);
+        }
+        let result = fetch_issuer(k).await;
+        let check = IssuerCheck { at: now, result };
+        remember_check(ctx, k, &check, now);
+        Some(check)
+    }))
+    .await;
+
+    let mut statuses = Vec::with_capacity(issuers.len());
+    let mut failures = Vec::new();
+    for ((spec, key), check) in issuers.iter().zip(keys).zip(checks) {
+        let last_good = || {
+            previous
+                .iter()
+                .find(|p| p.issuer == spec.issuer)
+                .cloned()
+                .unwrap_or_else(|| IssuerStatus {
+                    issuer: spec.issuer.clone(),
+                    keys: 0,
+                    last_fetched: None,
+                })
+        };
+        match (key, check) {
+            (Err(f), _) => {
+                statuses.push(last_good());
+                failures.push(f);
+            }
+            (Ok(_), Some(IssuerCheck { at, result: Ok(n) })) => statuses.push(IssuerStatus {
+                issuer: spec.issuer.clone(),
+                keys: n,
+                last_fetched: Some(rfc3339(at)),
+            }),
+            (Ok(_), Some(IssuerCheck { result: Err(p), .. })) => {
+                statuses.push(last_good());
+                failures.push(p.into_failure(spec));
+            }
+            // A key always gets a check.
+            (Ok(_), None) => statuses.push(last_good()),
+        }
+    }
+    Ok((statuses, failures))
+}
+
+/// The last check of `key`, if recent enough to stand: a success for
+/// [`ISSUER_REFRESH`], a failure for [`ISSUER_RETRY`] (minus a little, so
+/// the requeue at that interval fetches again).
+fn recent_check(ctx: &Context, key: &IssuerKey, now: i64) -> Option<IssuerCheck> {
+    let checks = ctx.issuer_checks.lock().ok()?;
+    let check = checks.get(key)?;
+    let window = match check.result {
+        Ok(_) => ISSUER_REFRESH,
+        Err(_) => ISSUER_RETRY,
+    };
+    let age = now - check.at;
+    (age >= 0 && age + 10 < window.as_secs() as i64).then(|| check.clone())
+}
+
+fn remember_check(ctx: &Context, key: &IssuerKey, check: &IssuerCheck, now: i64) {
+    if let Ok(mut checks) = ctx.issuer_checks.lock() {
+        // Forget configurations no reconcile has asked about for a while.
+        let keep = 2 * ISSUER_REFRESH.as_secs() as i64;
+        checks.retain(|_, c| now - c.at < keep);
+        checks.insert(key.clone(), check.clone());
+    }
+}
+
 /// The bundle Secret as the operator wants it, for server-side apply.
 pub fn desired_secret(policy: &ClientAuthPolicy, name: &str, ns: &str, bundle: &Bundle) -> Value {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
@@ -402,6 +841,24 @@ fn summary(secret_name: &str, bundle: &Bundle) -> BundleStatus {
     }
 }
 
+/// The Ready message: the bundle's summary and notes, then each issuer's
+/// key count.
+fn ready_message(secret_name: &str, bundle: Option<&Bundle>, issuers: &[IssuerStatus]) -> String {
+    let mut parts: Vec<String> = bundle
+        .map(|b| synced_message(secret_name, b))
+        .into_iter()
+        .collect();
+    parts.extend(
+        issuers
+            .iter()
+            .map(|i| format!("issuer {} serves {} key(s)", masked(&i.issuer), i.keys)),
+    );
+    if parts.is_empty() {
+        parts.push("the login's Secrets are in place".into());
+    }
+    parts.join("; ")
+}
+
 fn synced_message(secret_name: &str, bundle: &Bundle) -> String {
     let mut msg = format!(
         "Secret {secret_name} holds {} trust anchor(s){}",
@@ -513,6 +970,8 @@ pub async fn reconcile(policy: Arc<ClientAuthPolicy>, ctx: Arc<Context>) -> Resu
     }
     match result {
         Ok(None) => Ok(requeue_for(&policy, (ctx.now)())),
+        // An IdP comes back by itself: look again soon, but not in a loop.
+        Ok(Some(FailureReason::IssuerUnreachable)) => Ok(Action::requeue(ISSUER_RETRY)),
         // A fix arrives as a watch event on the source; poll slowly too.
         Ok(Some(_)) => Ok(Action::requeue(Duration::from_secs(300))),
         Err(e) => Err(e),
@@ -528,7 +987,13 @@ fn requeue_for(policy: &ClientAuthPolicy, now: i64) -> Action {
         .and_then(|b| b.not_after.as_deref())
         .and_then(|t| t.parse::<Timestamp>().ok())
         .map(|t| Duration::from_secs((t.as_second() - now).max(0) as u64 + 1));
-    Action::requeue(next.map_or(RESYNC, |d| d.min(RESYNC)))
+    // Issuer keys rotate: their status is refreshed every few minutes.
+    let longest = if has_issuers(&policy.spec) {
+        ISSUER_REFRESH
+    } else {
+        RESYNC
+    };
+    Action::requeue(next.map_or(longest, |d| d.min(longest)))
 }
 
 /// Returns the failure reason, if the policy could not be made Ready.
@@ -544,61 +1009,81 @@ async fn reconcile_inner(
     let current = policy.status.clone().unwrap_or_default();
     let previous_ready = current.conditions.iter().find(|c| c.type_ == "Ready");
 
-    let mut outcome = gather(policy, ctx, ns).await?;
+    // The bundle, only for a policy that checks client certificates; it is
+    // written whatever the issuers say, since the proxy needs it either way.
+    let mut bundle_outcome = None;
     let mut written = None;
-    if let Ok(bundle) = &outcome {
-        let existing = secrets.get_opt(&target).await?;
-        match existing {
-            Some(s) if !is_ours(&s, policy) => {
-                outcome = Err(Failure::TargetConflict {
-                    target: target.clone(),
-                    policy: name.to_string(),
-                });
-            }
-            Some(s) if is_current(&s, bundle) => {}
-            _ => {
-                let desired = desired_secret(policy, &target, ns, bundle);
-                secrets
-                    .patch(
-                        &target,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&desired),
-                    )
-                    .await?;
-                info!(secret = %target, anchors = bundle.anchors.len(), "bundle written");
-                written = Some(bundle.anchors.len());
+    if policy.spec.checks_certificates() {
+        let mut outcome = gather(policy, ctx, ns).await?;
+        if let Ok(bundle) = &outcome {
+            let existing = secrets.get_opt(&target).await?;
+            match existing {
+                Some(s) if !is_ours(&s, policy) => {
+                    outcome = Err(Failure::TargetConflict {
+                        target: target.clone(),
+                        policy: name.to_string(),
+                    });
+                }
+                Some(s) if is_current(&s, bundle) => {}
+                _ => {
+                    let desired = desired_secret(policy, &target, ns, bundle);
+                    secrets
+                        .patch(
+                            &target,
+                            &PatchParams::apply(FIELD_MANAGER).force(),
+                            &Patch::Apply(&desired),
+                        )
+                        .await?;
+                    info!(secret = %target, anchors = bundle.anchors.len(), "bundle written");
+                    written = Some(bundle.anchors.len());
+                }
             }
         }
+        bundle_outcome = Some(outcome);
     }
+    let login_failure = check_login_secrets(&policy.spec, &secrets).await?;
+    let (issuers, issuer_failures) = check_issuers(&policy.spec, &current.issuers, ctx, ns).await?;
+
+    // The condition names the first problem: the bundle's, then the
+    // login's Secrets, then the issuers in spec order.
+    let bundle_failure = match &bundle_outcome {
+        Some(Err(f)) => Some(f.clone()),
+        _ => None,
+    };
+    let failure = bundle_failure
+        .clone()
+        .or(login_failure)
+        .or(issuer_failures.into_iter().next());
+    let bundle = match &bundle_outcome {
+        Some(Ok(b)) => Some(b),
+        _ => None,
+    };
 
     let bound = bound_ingresses(policy, ctx, ns).await?;
     let generation = policy.metadata.generation;
-    let (condition, bundle_status, failure) = match &outcome {
-        Ok(bundle) => (
-            ready_condition(
-                previous_ready,
-                true,
-                SYNCED,
-                synced_message(&target, bundle),
-                generation,
-                now,
-            ),
-            Some(summary(&target, bundle)),
-            None,
+    let condition = match &failure {
+        None => ready_condition(
+            previous_ready,
+            true,
+            SYNCED,
+            ready_message(&target, bundle, &issuers),
+            generation,
+            now,
         ),
-        Err(f) => (
-            ready_condition(
-                previous_ready,
-                false,
-                f.reason().as_str(),
-                f.to_string(),
-                generation,
-                now,
-            ),
-            // The last good bundle is still what clients are checked against.
-            current.bundle.clone(),
-            Some(f.clone()),
+        Some(f) => ready_condition(
+            previous_ready,
+            false,
+            f.reason().as_str(),
+            f.to_string(),
+            generation,
+            now,
         ),
+    };
+    let bundle_status = match &bundle_outcome {
+        Some(Ok(b)) => Some(summary(&target, b)),
+        // The last good bundle is still what clients are checked against.
+        Some(Err(_)) => current.bundle.clone(),
+        None => None,
     };
     let condition_changed = previous_ready.is_none_or(|p| {
         (p.status.as_str(), p.reason.as_str(), p.message.as_str())
@@ -613,20 +1098,29 @@ async fn reconcile_inner(
         conditions: vec![condition],
         bundle: bundle_status,
         bound_ingresses: bound,
-        issuers: current.issuers.clone(),
+        issuers,
     };
     if desired != current {
         let api: Api<ClientAuthPolicy> = Api::namespaced(ctx.client.clone(), ns);
+        // A merge patch drops a field only when it is sent as null (a
+        // policy that stopped checking certificates, or naming issuers).
+        let mut status = json!(desired);
+        if desired.bundle.is_none() && current.bundle.is_some() {
+            status["bundle"] = Value::Null;
+        }
+        if desired.issuers.is_empty() && !current.issuers.is_empty() {
+            status["issuers"] = Value::Null;
+        }
         api.patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": desired })),
+            &Patch::Merge(json!({ "status": status })),
         )
         .await?;
     }
 
-    match (&outcome, written) {
-        (Ok(bundle), Some(n)) => {
+    match (bundle, written) {
+        (Some(bundle), Some(n)) => {
             export_expiry(ctx, ns, name, Some(bundle));
             publish(
                 ctx,
@@ -637,12 +1131,18 @@ async fn reconcile_inner(
             )
             .await;
         }
-        (Ok(bundle), None) => export_expiry(ctx, ns, name, Some(bundle)),
-        (Err(_), _) => {}
+        (Some(bundle), None) => export_expiry(ctx, ns, name, Some(bundle)),
+        // No anchors any more: retire their expiry series.
+        (None, _) if bundle_outcome.is_none() => export_expiry(ctx, ns, name, None),
+        (None, _) => {}
     }
     if let Some(f) = &failure {
         let reason = f.reason().as_str();
-        warn!(reason, message = %f, "policy not ready; the last good bundle stays in place");
+        if bundle_failure.is_some() {
+            warn!(reason, message = %f, "policy not ready; the last good bundle stays in place");
+        } else {
+            warn!(reason, message = %f, "policy not ready");
+        }
         if condition_changed {
             publish(ctx, policy, EventType::Warning, reason, f.to_string()).await;
         }

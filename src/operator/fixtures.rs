@@ -527,3 +527,409 @@ async fn every_reconcile_log_line_names_the_policy() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Issuers and login (spec.tokens, spec.login): a real HTTPS test IdP.
+
+mod oidc {
+    use super::*;
+    use crate::oidc::fixtures::{Idp, Mode};
+    use crate::oidc::jwt::Algorithm;
+    use crate::oidc::jwt::test_signing::TestKey;
+
+    const LOGIN_SECRET: &str = "inventory-login";
+    const SESSION_SECRET: &str = "inventory-sessions";
+
+    /// An IdP serving two real public keys.
+    async fn idp() -> Idp {
+        let idp = Idp::start().await;
+        let es = TestKey::generate(Algorithm::ES256, Some("es")).unwrap();
+        let ed = TestKey::generate(Algorithm::EdDSA, Some("ed")).unwrap();
+        idp.set_keys(vec![es.jwk(), ed.jwk()]);
+        idp
+    }
+
+    fn token_issuer(issuer: &str, ca_pem: &str) -> Value {
+        json!({"issuer": issuer, "audiences": ["inventory"], "ca": {"inline": ca_pem}})
+    }
+
+    /// A policy with `extra` merged into its spec; without trustAnchors
+    /// unless `extra` sets them.
+    fn oidc_policy(extra: Value, status: Option<Value>) -> ClientAuthPolicy {
+        let mut p = serde_json::to_value(policy(status)).unwrap();
+        p["spec"].as_object_mut().unwrap().remove("trustAnchors");
+        for (k, v) in extra.as_object().unwrap() {
+            p["spec"][k] = v.clone();
+        }
+        serde_json::from_value(p).unwrap()
+    }
+
+    fn tokens(issuers: Vec<Value>) -> Value {
+        json!({"tokens": {"issuers": issuers}})
+    }
+
+    /// A port nothing listens on.
+    async fn dead_issuer() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        format!("https://127.0.0.1:{port}")
+    }
+
+    fn assert_no_secret_calls(api: &Verifier) {
+        assert!(
+            !api.seen.iter().any(|r| r.contains("/secrets")),
+            "a tokens-only policy has no bundle: {:?}",
+            api.seen
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_only_policy_is_ready_with_its_issuer_keys_and_no_bundle() {
+        let (ctx, mut api, registry) = context();
+        let idp = idp().await;
+        let p = oidc_policy(tokens(vec![token_issuer(&idp.issuer, &idp.ca_pem)]), None);
+        let task = reconcile(p, &ctx).await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        let action = task.await.unwrap().unwrap();
+        api.expect_no_more().await;
+        assert_no_secret_calls(&api);
+
+        let ready = &status["conditions"][0];
+        assert_eq!(ready["status"], "True", "{status}");
+        assert_eq!(ready["reason"], "Synced");
+        let msg = ready["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&idp.issuer) && msg.contains("2 key(s)"),
+            "{msg}"
+        );
+        assert_eq!(
+            status["issuers"],
+            json!([{"issuer": idp.issuer, "keys": 2, "lastFetched": "2026-11-23T00:00:00Z"}])
+        );
+        assert!(status.get("bundle").is_none(), "{status}");
+        assert_eq!((idp.discovery_requests(), idp.jwks_requests()), (1, 1));
+        assert_eq!(
+            action,
+            kube::runtime::controller::Action::requeue(controller::ISSUER_REFRESH),
+            "issuer status is refreshed every few minutes"
+        );
+        assert!(
+            telemetry::render(&registry)
+                .contains("tlsward_operator_reconciles_total{result=\"success\"} 1")
+        );
+
+        // The reconcile our own status write triggers: no refetch, no write.
+        let again = oidc_policy(
+            tokens(vec![token_issuer(&idp.issuer, &idp.ca_pem)]),
+            Some(status),
+        );
+        let task = reconcile(again, &ctx).await;
+        api.list_ingresses().await;
+        api.expect_no_more().await;
+        task.await.unwrap().unwrap();
+        assert_eq!(idp.requests(), 2, "a fresh check is reused");
+    }
+
+    #[tokio::test]
+    async fn unreachable_issuer_is_not_ready_and_keeps_its_last_keys() {
+        let (ctx, mut api, registry) = context();
+        let issuer = dead_issuer().await;
+        let before = json!({
+            "boundIngresses": [],
+            "issuers": [{"issuer": issuer, "keys": 3, "lastFetched": "2026-11-22T23:55:00Z"}]
+        });
+        let p = oidc_policy(
+            tokens(vec![json!({"issuer": issuer, "audiences": ["inventory"]})]),
+            Some(before),
+        );
+        let task = reconcile(p, &ctx).await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        let event = api.event().await;
+        let action = task.await.unwrap().unwrap();
+        api.expect_no_more().await;
+
+        let ready = &status["conditions"][0];
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "IssuerUnreachable");
+        let msg = ready["message"].as_str().unwrap();
+        assert!(
+            msg.contains("spec.tokens.issuers[0]")
+                && msg.contains(&issuer)
+                && msg.contains("cannot connect"),
+            "{msg}"
+        );
+        assert_eq!(
+            status["issuers"],
+            json!([{"issuer": issuer, "keys": 3, "lastFetched": "2026-11-22T23:55:00Z"}]),
+            "the last good keys stay reported"
+        );
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "IssuerUnreachable");
+        assert_eq!(
+            action,
+            kube::runtime::controller::Action::requeue(controller::ISSUER_RETRY)
+        );
+        assert!(
+            telemetry::render(&registry).contains(
+                "tlsward_operator_reconcile_failures_total{reason=\"IssuerUnreachable\"} 1"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn discovery_naming_another_issuer_is_invalid() {
+        let (ctx, mut api, _) = context();
+        let idp = idp().await;
+        idp.set_issuer_in_doc("https://impostor.example");
+        let p = oidc_policy(tokens(vec![token_issuer(&idp.issuer, &idp.ca_pem)]), None);
+        let task = reconcile(p, &ctx).await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        let event = api.event().await;
+        task.await.unwrap().unwrap();
+        api.expect_no_more().await;
+
+        let ready = &status["conditions"][0];
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "InvalidIssuer");
+        let msg = ready["message"].as_str().unwrap();
+        assert!(msg.contains("https://impostor.example"), "{msg}");
+        assert_eq!(event["reason"], "InvalidIssuer");
+        assert_eq!(
+            status["issuers"],
+            json!([{"issuer": idp.issuer, "keys": 0}]),
+            "never fetched: no keys, no lastFetched"
+        );
+        assert_eq!(
+            idp.jwks_requests(),
+            0,
+            "keys of a mismatched issuer are not read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_set_without_usable_keys_is_invalid() {
+        let (ctx, mut api, _) = context();
+        let idp = idp().await;
+        idp.set_mode(Mode::EmptySet);
+        let mut issuer = token_issuer(&idp.issuer, &idp.ca_pem);
+        issuer["jwksUri"] = json!(idp.jwks_uri());
+        let task = reconcile(oidc_policy(tokens(vec![issuer]), None), &ctx).await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        api.event().await;
+        task.await.unwrap().unwrap();
+        assert_eq!(status["conditions"][0]["reason"], "InvalidIssuer");
+        assert!(
+            status["conditions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no usable signing key")
+        );
+        assert_eq!(idp.discovery_requests(), 0, "jwksUri skips discovery");
+    }
+
+    fn login(idp: &Idp) -> Value {
+        json!({"login": {
+            "issuer": idp.issuer, "clientId": "inventory",
+            "clientSecretRef": {"name": LOGIN_SECRET},
+            "sessionSecretRef": {"name": SESSION_SECRET},
+            "ca": {"inline": idp.ca_pem}
+        }})
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    impl Verifier {
+        async fn get_secret(&mut self, name: &str, answer: (StatusCode, Value)) {
+            self.answer(
+                Method::GET,
+                &format!("/api/v1/namespaces/{NS}/secrets/{name}"),
+                answer,
+            )
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn login_without_its_session_secret_is_not_ready_until_it_exists() {
+        let (ctx, mut api, _) = context();
+        let idp = idp().await;
+        let client_secret = secret(
+            LOGIN_SECRET,
+            json!({}),
+            json!({}),
+            json!({"client-secret": b64("s3cr3t-value")}),
+        );
+        let task = reconcile(oidc_policy(login(&idp), None), &ctx).await;
+        api.get_secret(LOGIN_SECRET, (StatusCode::OK, client_secret.clone()))
+            .await;
+        api.get_secret(SESSION_SECRET, not_found("secrets", SESSION_SECRET))
+            .await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        let event = api.event().await;
+        task.await.unwrap().unwrap();
+        api.expect_no_more().await;
+
+        let ready = &status["conditions"][0];
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "SecretNotFound");
+        let msg = ready["message"].as_str().unwrap();
+        assert!(
+            msg.contains("spec.login.sessionSecretRef") && msg.contains(SESSION_SECRET),
+            "{msg}"
+        );
+        assert_eq!(event["reason"], "SecretNotFound");
+        assert_eq!(
+            status["issuers"][0]["keys"], 2,
+            "the issuer is still checked"
+        );
+
+        // Creating the Secret reaches the policy through the watch...
+        let p = Arc::new(oidc_policy(login(&idp), Some(status.clone())));
+        let none = std::collections::BTreeMap::new();
+        let hits = super::super::policies_for_source(
+            std::slice::from_ref(&p),
+            super::super::SourceKind::Secret,
+            NS,
+            SESSION_SECRET,
+            &none,
+        );
+        assert_eq!(hits.len(), 1, "the session Secret is watched");
+        // ...and makes it Ready.
+        let task = reconcile(oidc_policy(login(&idp), Some(status)), &ctx).await;
+        api.get_secret(LOGIN_SECRET, (StatusCode::OK, client_secret))
+            .await;
+        api.get_secret(
+            SESSION_SECRET,
+            (
+                StatusCode::OK,
+                secret(
+                    SESSION_SECRET,
+                    json!({}),
+                    json!({}),
+                    json!({"k1": b64(&"x".repeat(32))}),
+                ),
+            ),
+        )
+        .await;
+        api.list_ingresses().await;
+        let fixed = api.patch_status().await;
+        task.await.unwrap().unwrap();
+        api.expect_no_more().await;
+        assert_eq!(fixed["conditions"][0]["status"], "True", "{fixed}");
+        assert_no_bundle_write(&api);
+    }
+
+    fn assert_no_bundle_write(api: &Verifier) {
+        assert!(
+            !api.seen.iter().any(|r| r.starts_with("PATCH /api/v1")),
+            "{:?}",
+            api.seen
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_secret_without_its_key_names_the_key_not_the_value() {
+        let (ctx, mut api, _) = context();
+        let idp = idp().await;
+        let task = reconcile(oidc_policy(login(&idp), None), &ctx).await;
+        api.get_secret(
+            LOGIN_SECRET,
+            (
+                StatusCode::OK,
+                secret(
+                    LOGIN_SECRET,
+                    json!({}),
+                    json!({}),
+                    json!({"secret": b64("s3cr3t-value")}),
+                ),
+            ),
+        )
+        .await;
+        api.get_secret(
+            SESSION_SECRET,
+            (
+                StatusCode::OK,
+                secret(
+                    SESSION_SECRET,
+                    json!({}),
+                    json!({}),
+                    json!({"k1": b64(&"x".repeat(32))}),
+                ),
+            ),
+        )
+        .await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        api.event().await;
+        task.await.unwrap().unwrap();
+        let msg = status["conditions"][0]["message"].as_str().unwrap();
+        assert_eq!(status["conditions"][0]["reason"], "SecretNotFound");
+        assert!(
+            msg.contains("\"client-secret\"") && msg.contains(LOGIN_SECRET),
+            "{msg}"
+        );
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn anchors_with_an_unreachable_issuer_still_write_the_bundle() {
+        let (ctx, mut api, _) = context();
+        let ca = ca_pem("Corp Clients CA");
+        let issuer = dead_issuer().await;
+        let p = oidc_policy(
+            json!({
+                "trustAnchors": [{"secretRef": {"name": "corp-ca"}}],
+                "tokens": {"issuers": [{"issuer": issuer, "audiences": ["inventory"]}]}
+            }),
+            None,
+        );
+        let task = reconcile(p, &ctx).await;
+        api.get_source((StatusCode::OK, source_secret(&ca))).await;
+        api.get_target(not_found("secrets", TARGET)).await;
+        let applied = api.apply_target().await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        let written = api.event().await;
+        let warning = api.event().await;
+        task.await.unwrap().unwrap();
+        api.expect_no_more().await;
+
+        assert_eq!(decode(&applied["data"], "ca.crt").trim(), ca.trim());
+        assert_eq!(written["reason"], "BundleUpdated");
+        assert_eq!(status["bundle"]["certificates"], 1, "{status}");
+        assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][0]["reason"], "IssuerUnreachable");
+        assert_eq!(warning["reason"], "IssuerUnreachable");
+        assert_eq!(warning["type"], "Warning");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_anchors_clears_status_bundle() {
+        let (ctx, mut api, _) = context();
+        let idp = idp().await;
+        let before = json!({
+            "boundIngresses": [],
+            "bundle": {"secretName": TARGET, "certificates": 1, "crls": 0}
+        });
+        let p = oidc_policy(
+            tokens(vec![token_issuer(&idp.issuer, &idp.ca_pem)]),
+            Some(before),
+        );
+        let task = reconcile(p, &ctx).await;
+        api.list_ingresses().await;
+        let status = api.patch_status().await;
+        task.await.unwrap().unwrap();
+        assert!(
+            status.get("bundle").is_some_and(Value::is_null),
+            "a merge patch needs null to remove the field: {status}"
+        );
+    }
+}

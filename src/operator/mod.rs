@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::admission::CLIENT_AUTH_ANNOTATION;
 pub use crate::clientauth::SourceKind;
-use crate::clientauth::{ClientAuthPolicy, PemSource};
+use crate::clientauth::{ClientAuthPolicy, ClientAuthPolicySpec, PemSource};
 use crate::labels::Selector;
 use crate::telemetry::{self, OperatorMetrics};
 use controller::{Context, POLICY_LABEL};
@@ -51,6 +51,30 @@ fn refers_to(src: &PemSource, kind: SourceKind, name: &str) -> bool {
     r.is_some_and(|r| r.name == name)
 }
 
+/// Whether the policy reads the object: a trust-anchor, revocation or
+/// issuer `ca` source, or (a Secret) the login's client secret or session
+/// keys.
+fn reads(spec: &ClientAuthPolicySpec, kind: SourceKind, name: &str) -> bool {
+    let tokens_ca = spec
+        .tokens
+        .iter()
+        .flat_map(|t| t.issuers.iter().filter_map(|i| i.ca.as_ref()));
+    let login_ca = spec.login.iter().filter_map(|l| l.ca.as_ref());
+    let login_secret = kind == SourceKind::Secret
+        && spec
+            .login
+            .as_ref()
+            .is_some_and(|l| l.client_secret_ref.name == name || l.session_secret_ref.name == name);
+    login_secret
+        || spec
+            .trust_anchors
+            .iter()
+            .chain(spec.revocation.iter())
+            .chain(tokens_ca)
+            .chain(login_ca)
+            .any(|s| refers_to(s, kind, name))
+}
+
 /// The policies to reconcile when a Secret or ConfigMap changes: those that
 /// read it as a source, and (for a Secret) the one that owns it as its bundle.
 pub fn policies_for_source(
@@ -63,13 +87,7 @@ pub fn policies_for_source(
     let mut out: Vec<ObjectRef<ClientAuthPolicy>> = policies
         .iter()
         .filter(|p| p.namespace().as_deref() == Some(namespace))
-        .filter(|p| {
-            p.spec
-                .trust_anchors
-                .iter()
-                .chain(p.spec.revocation.iter())
-                .any(|s| refers_to(s, kind, name))
-        })
+        .filter(|p| reads(&p.spec, kind, name))
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect();
     if kind == SourceKind::Secret

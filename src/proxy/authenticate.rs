@@ -18,15 +18,12 @@ use super::identity::ClientIdentity;
 use super::server::ProxyBody;
 use super::snapshot::HostEntry;
 use crate::clientauth::CertificateField;
-use crate::oidc::client::{ClientOptions, HttpClient, root_store};
+use crate::oidc::client::{HttpClient, for_provider};
 use crate::oidc::jwt::{self, TokenError, Verified};
 use crate::oidc::keys::{KeyCache, KeyCacheConfig};
 use crate::oidc::token_cache::CacheKey;
 use crate::telemetry::{AuthLabels, AuthMethod, ProxyMetrics};
 use prometheus_client::metrics::counter::Counter;
-
-/// Where the system's CA bundle is, for IdPs with public certificates.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// What the rest of the request path needs from a passed check.
 #[derive(Default)]
@@ -117,29 +114,11 @@ struct Tracked {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Why an issuer's HTTP client could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientSetupError {
-    /// The CA PEM is unusable.
-    #[error("{0}")]
-    Roots(#[from] crate::oidc::client::RootsError),
-    /// rustls refused the client configuration.
-    #[error("{0}")]
-    Tls(#[from] rustls::Error),
-}
+pub use crate::oidc::client::ClientSetupError;
 
-/// An HTTP client for one provider: the system CAs plus the policy's own.
-/// Plain `http://` is accepted only for loopback addresses (tests, a
-/// sidecar): keys fetched in the clear from anywhere else could be forged.
+/// An HTTP client for one provider: see [`for_provider`].
 pub fn idp_client(ca_pem: Option<&str>) -> Result<HttpClient, ClientSetupError> {
-    let system = std::path::Path::new(SYSTEM_CA_BUNDLE);
-    let roots = root_store(
-        system.exists().then_some(system),
-        ca_pem.unwrap_or_default().as_bytes(),
-    )?;
-    let mut options = ClientOptions::new(roots);
-    options.allow_plain_http_to_loopback = true;
-    Ok(HttpClient::new(options)?)
+    for_provider(ca_pem)
 }
 
 fn key_cache(src: &KeySource) -> Result<Arc<KeyCache>, ClientSetupError> {
