@@ -171,3 +171,43 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// A global subscriber that records nothing and decides nothing up front.
+///
+/// Tests capture logs with a thread-local subscriber
+/// (`tracing::subscriber::set_default`). Without a global one, a callsite
+/// first reached on another test's thread, where no subscriber is set, may
+/// be cached as never enabled, and a capturing test then misses its line.
+/// With this installed every callsite stays "sometimes": each event asks
+/// the subscriber of the thread it happens on.
+struct Undecided;
+
+impl tracing::Subscriber for Undecided {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Installs [`Undecided`] as the global subscriber, once per test binary;
+/// call it before capturing logs.
+pub fn capture_logs_reliably() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(Undecided);
+    });
+    tracing::callsite::rebuild_interest_cache();
+}

@@ -246,8 +246,10 @@ pub struct ClientAuthPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready` is True when the bundle Secret holds this generation's
-    /// anchors; its reason says why not (SourceNotFound, InvalidCertificate,
-    /// InvalidCRL, NoValidAnchors, TargetConflict).
+    /// anchors and every issuer's keys could be fetched; its reason says
+    /// why not (SourceNotFound, InvalidCertificate, InvalidCRL,
+    /// NoValidAnchors, TargetConflict, IssuerUnreachable, InvalidIssuer,
+    /// SecretNotFound).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// What the bundle Secret holds now (the last good bundle, when Ready is False).

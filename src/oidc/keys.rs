@@ -673,6 +673,7 @@ mod tests {
             false,
             move || writer.clone(),
         );
+        crate::testing::capture_logs_reliably();
         let _guard = tracing::subscriber::set_default(subscriber);
         let idp = Idp::start().await;
         // Parallel tests without a subscriber can leave these callsites

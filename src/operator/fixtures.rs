@@ -496,6 +496,7 @@ async fn every_reconcile_log_line_names_the_policy() {
         false,
         move || writer.clone(),
     );
+    crate::testing::capture_logs_reliably();
     let _guard = tracing::subscriber::set_default(subscriber);
     let (ctx, mut api, _) = context();
     // A failing reconcile logs a warning; a successful one logs the write.
