@@ -404,3 +404,89 @@ fn a_refused_post_over_h2_still_gets_its_401() {
         failures.len()
     );
 }
+
+/// A WebSocket upgrade is authenticated at the upgrade: without a token it
+/// gets 401 and never reaches the upstream; with one the tunnel opens.
+#[test]
+fn websocket_upgrades_are_authenticated_at_the_upgrade() {
+    let Some(w) = OidcWorld::start(Options::default()) else {
+        return;
+    };
+    let upgrade = [
+        "--http1.1",
+        "--max-time",
+        "2",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let hits = w.upstream.hits();
+    let r = w.curl(API, "/ws", None, &upgrade);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(
+        w.upstream.hits(),
+        hits,
+        "a refused upgrade reached the upstream"
+    );
+    let token = w.api_token("ES256");
+    let auth = format!("Authorization: Bearer {token}");
+    let mut with_token: Vec<&str> = upgrade.to_vec();
+    with_token.extend(["-H", auth.as_str()]);
+    let r = w.curl(API, "/ws", None, &with_token);
+    assert_eq!(r.status, 101, "{r:?}\n{}", w.proxy.log());
+    assert_eq!(w.upstream.hits(), hits + 1);
+}
+
+/// The authentication and issuer metrics, with real traffic behind them,
+/// pass `promtool check metrics` (Prometheus' own linter).
+#[test]
+fn the_oidc_metrics_pass_promtool() {
+    use std::io::Write;
+    let Some(w) = OidcWorld::start(Options::default()) else {
+        return;
+    };
+    assert_eq!(w.bearer(API, "/", &w.api_token("ES256"), None).status, 200);
+    assert_eq!(w.bearer(API, "/", "not.a.token", None).status, 401);
+    let scrape = w.proxy.metrics();
+    for family in [
+        "tlsward_proxy_authentications_total{",
+        "tlsward_oidc_jwks_fetches_total{",
+        "tlsward_oidc_keys{",
+        "tlsward_oidc_jwks_last_success_timestamp_seconds{",
+        "tlsward_oidc_jwks_stale{",
+    ] {
+        assert!(scrape.contains(family), "{family} missing:\n{scrape}");
+    }
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping: promtool not installed ({e})");
+            return;
+        }
+        Err(e) => panic!("promtool is required under CI=true: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
