@@ -20,6 +20,9 @@
 #   ROUNDS=3            rounds; each round runs every leg once
 #   DURATION=3          seconds per oha run
 #   CONNECTIONS=32      oha connections (-c)
+#   RATE=               if set, oha sends at most this many requests per second
+#                       (-q): latency compared at the same load on both peers,
+#                       rather than at each one's saturation
 #   PEERS="tlsward envoy"
 #   TOKENS="es256 rs256 none"
 #   MODES="http1"       http1 (keep-alive HTTP/1.1) and/or h2
@@ -460,7 +463,7 @@ fi
 
 OHA_TLS=(--cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key")
 run_oha() { # run_oha MODE ROUND PEER TOKEN
-  local mode=$1 round=$2 peer=$3 token=$4 port json host=bench.local flags=() auth=()
+  local mode=$1 round=$2 peer=$3 token=$4 port json host=bench.local flags=() auth=() rate=()
   port="$(peer_port "$peer")"
   json="$RESULTS/$mode-round$round-$peer-$token.json"
   case "$mode" in
@@ -472,11 +475,14 @@ run_oha() { # run_oha MODE ROUND PEER TOKEN
   else
     auth=(-H "$(bearer "$token")")
   fi
+  if [ -n "${RATE:-}" ]; then
+    rate=(-q "$RATE")
+  fi
   local sample0 own0 reaped0 foreign=""
   sample0="$(cpu_sample)" own0="$(own_ticks)" reaped0="$(reaped_ticks)"
   # The URL names the host (SNI, Host); --connect-to sends it to loopback.
   if timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -z "${DURATION}s" \
-    -c "$CONNECTIONS" -t 10s "${OHA_TLS[@]}" "${flags[@]}" "${auth[@]}" \
+    -c "$CONNECTIONS" -t 10s "${rate[@]}" "${OHA_TLS[@]}" "${flags[@]}" "${auth[@]}" \
     --connect-to "$host:$port:127.0.0.1:$port" "https://$host:$port/" \
     >"$json" 2>"$json.err"; then
     foreign="$(foreign_percent "$sample0" "$(cpu_sample)" $(($(own_ticks) - own0 + $(reaped_ticks) - reaped0)))"
