@@ -3,6 +3,7 @@
 //! state; [`server`] serves it.
 
 pub mod authenticate;
+pub mod authority;
 mod github;
 pub mod host_auth;
 mod http1;
@@ -407,6 +408,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let http_task = tokio::spawn(server::serve_redirect(
         http,
         args.redirect_https_port,
+        shared.clone(),
         stop_rx.clone(),
     ));
     crate::shutdown::signal().await;

@@ -22,6 +22,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, info, warn};
 
 use super::authenticate::{AuthRuntime, Checked};
+use super::authority::{self, HostError};
 use super::identity::{self, ClientIdentity};
 use super::snapshot::{HostEntry, Snapshot};
 use super::upstream::{PooledBody, Upstream, UpstreamError};
@@ -96,8 +97,8 @@ struct Connection {
     /// What tells the upstream who the client is, built once per connection:
     /// hosts reachable on it share the SNI host's policy, hence its mode.
     identity_headers: Vec<(HeaderName, HeaderValue)>,
-    /// Why the verified client is refused, if it is not on the allow-list.
-    refused: Option<NotAllowed>,
+    /// Why every request on the connection is refused, if it is.
+    refused: Option<Refusal>,
     peer: SocketAddr,
     /// `X-Forwarded-For`: the peer's address, formatted once.
     forwarded_for: HeaderValue,
@@ -107,17 +108,40 @@ struct Connection {
     upstream: Arc<Upstream>,
 }
 
-/// A verified client certificate that the host's allow-list does not name:
-/// every request on the connection gets a 403 saying so.
+/// Why a verified client gets a 403 on every request of its connection.
+/// Decided once, at the handshake.
 #[derive(Debug, thiserror::Error)]
-#[error("client certificate {client:?} is not allowed by ClientAuthPolicy {policy} for {host}")]
-struct NotAllowed {
-    /// The certificate's display name.
-    client: String,
-    /// The policy (`ns/name`).
-    policy: String,
-    /// The SNI host.
-    host: String,
+enum Refusal {
+    /// The host's allow-list does not name the client.
+    #[error("client certificate {client:?} is not allowed by ClientAuthPolicy {policy} for {host}")]
+    NotAllowed {
+        /// The certificate's display name.
+        client: String,
+        /// The policy (`ns/name`).
+        policy: String,
+        /// The SNI host.
+        host: String,
+    },
+    /// The host forwards the client's identity, and a field of it cannot
+    /// be written unambiguously: going on without the header would hand
+    /// the upstream an anonymous request.
+    #[error("{0}")]
+    Uncarriable(#[from] identity::Uncarriable),
+    /// The TLS stack verified a certificate the identity reader cannot
+    /// read: without an identity the allow-list could not be checked.
+    #[error(
+        "the client certificate was verified but its subject or subjectAltNames cannot be read"
+    )]
+    Unreadable,
+}
+
+impl Refusal {
+    fn reason(&self) -> HandshakeFailure {
+        match self {
+            Refusal::NotAllowed { .. } => HandshakeFailure::NotAllowed,
+            Refusal::Uncarriable(_) | Refusal::Unreadable => HandshakeFailure::BadCertificate,
+        }
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -143,9 +167,9 @@ fn handshake(metrics: &ProxyMetrics, outcome: HandshakeLabels) {
 fn identity_headers(
     forward: ForwardClientCert,
     id: Option<&ClientIdentity>,
-) -> Vec<(HeaderName, HeaderValue)> {
+) -> Result<Vec<(HeaderName, HeaderValue)>, identity::Uncarriable> {
     let Some(id) = id else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let b64 = |der: &[u8]| {
         format!(
@@ -154,7 +178,7 @@ fn identity_headers(
         )
     };
     let pairs: Vec<(&'static str, String)> = match forward {
-        ForwardClientCert::Sanitize => vec![("x-forwarded-client-cert", id.xfcc())],
+        ForwardClientCert::Sanitize => vec![("x-forwarded-client-cert", id.xfcc()?)],
         ForwardClientCert::Rfc9440 => {
             let mut v = vec![("client-cert", b64(&id.der))];
             if !id.chain.is_empty() {
@@ -165,10 +189,12 @@ fn identity_headers(
         }
         ForwardClientCert::None => Vec::new(),
     };
-    pairs
+    // Every value is visible ASCII by construction (hex, base64, escaped
+    // subject, checked SANs), so none is lost here.
+    Ok(pairs
         .into_iter()
         .filter_map(|(n, v)| Some((HeaderName::from_static(n), HeaderValue::from_str(&v).ok()?)))
-        .collect()
+        .collect())
 }
 
 /// Serves HTTPS on `listener` until `shutdown` flips; the connections it
@@ -261,26 +287,34 @@ async fn serve_connection(
             return;
         }
     };
-    let identity = tls.get_ref().1.peer_certificates().and_then(|certs| {
-        let mut id = ClientIdentity::from_der(certs.first()?.as_ref())?;
+    let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    let identity = certs.first().and_then(|leaf| {
+        let mut id = ClientIdentity::from_der(leaf.as_ref())?;
         id.chain = certs[1..].iter().map(|c| c.as_ref().to_vec()).collect();
         Some(id)
     });
-    let refused = match (&host.allowed, &identity) {
-        (Some(list), Some(id)) if !identity::allowed(list, id) => Some(NotAllowed {
+    let mut refused = match (&host.allowed, &identity) {
+        _ if !certs.is_empty() && identity.is_none() => Some(Refusal::Unreadable),
+        (Some(list), Some(id)) if !identity::allowed(list, id) => Some(Refusal::NotAllowed {
             client: id.display_name(),
             policy: host.policy.clone().unwrap_or_default(),
             host: host.host.clone(),
         }),
         _ => None,
     };
-    if refused.is_some() {
-        handshake(&shared.metrics, Failure(HandshakeFailure::NotAllowed));
-    } else {
-        handshake(&shared.metrics, HandshakeLabels::Success);
+    let identity_headers = identity_headers(host.forward, identity.as_ref()).unwrap_or_else(|e| {
+        refused.get_or_insert(Refusal::Uncarriable(e));
+        Vec::new()
+    });
+    match &refused {
+        Some(why) => {
+            info!(%peer, host = %host.host, reason = why.reason().as_str(), error = %why, "client refused");
+            handshake(&shared.metrics, Failure(why.reason()));
+        }
+        None => handshake(&shared.metrics, HandshakeLabels::Success),
     }
     let conn = Arc::new(Connection {
-        identity_headers: identity_headers(host.forward, identity.as_ref()),
+        identity_headers,
         sni_host: host,
         identity,
         refused,
@@ -339,28 +373,14 @@ async fn serve_connection(
     }
 }
 
-/// The host a request is for: `:authority` (h2) or `Host`, without port.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| {
-                    h.rsplit_once(':')
-                        .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
-                        .map_or(h, |(h, _)| h)
-                        .to_string()
-                })
-        })?;
-    // Most Host headers are already normal: keep `raw` rather than copy it.
-    match crate::admission::hosts::normalize(&raw) {
-        std::borrow::Cow::Borrowed(_) => Some(raw),
-        std::borrow::Cow::Owned(normal) => Some(normal),
-    }
+/// The host a request is for: `:authority` (h2) or `Host`, checked and
+/// normalised (see [`authority`](super::authority)).
+fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
+    authority::request_host(
+        req.uri().authority().map(|a| a.as_str()),
+        req.headers().get(header::HOST).map(HeaderValue::as_bytes),
+    )
+    .map(std::borrow::Cow::into_owned)
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), with the legacy ones
@@ -376,12 +396,28 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
-/// Headers a client must never be able to set on its own.
-fn is_identity_header(name: &HeaderName) -> bool {
+/// Headers only the edge may set: who the client is and where it came
+/// from. A client's copies are removed on every host, mTLS or not, so an
+/// upstream that trusts one of these names (as apps behind ingress-nginx,
+/// Envoy or Traefik do) never reads a value the client chose. The list is
+/// in docs/proxy.md.
+fn is_edge_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
     matches!(
-        name.as_str(),
-        "x-forwarded-client-cert" | "client-cert" | "client-cert-chain"
-    )
+        n,
+        "x-forwarded-client-cert"
+            | "client-cert"
+            | "client-cert-chain"
+            | "forwarded"
+            | "x-real-ip"
+            | "x-forwarded-port"
+            | "x-original-forwarded-for"
+            | "x-client-verify"
+            | "x-client-dn"
+            | "x-client-cert"
+    ) || n.starts_with("ssl-client")
+        || n.starts_with("x-ssl-client")
+        || n.starts_with("x-forwarded-tls-client-cert")
 }
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -397,16 +433,21 @@ fn remove_headers(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     }
 }
 
-/// `Connection: upgrade` with an `Upgrade` protocol (HTTP/1.1 only).
+/// `Connection: upgrade` with `Upgrade: websocket` (HTTP/1.1 only). Other
+/// protocols (`h2c`, anything unknown) are not tunnelled: after a 101 the
+/// client's bytes would reach the upstream raw, past the Host, identity and
+/// forwarding headers set here. Their `Upgrade` is dropped as hop-by-hop,
+/// so the request goes on as an ordinary one.
 fn wants_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
-        && h.get_all(header::CONNECTION)
+    let tokens = |name| {
+        h.get_all(name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .filter_map(|v: &HeaderValue| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && tokens(header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -434,12 +475,12 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
         .then(|| (req.method().clone(), req.uri().path().to_string()));
     let host = request_host(&req);
     let snapshot = shared.snapshot.load();
-    let entry = host.as_deref().and_then(|h| snapshot.lookup(h));
+    let entry = host.as_deref().ok().and_then(|h| snapshot.lookup(h));
     // The awaits are here, not in nested async fns: each async layer that
     // takes the request by value keeps its own copy of it in the future,
     // and hyper moves that future around.
     let mut set_cookies = Vec::new();
-    let admitted = match admit(host.as_deref(), entry, conn) {
+    let admitted = match admit(host.as_deref().map_err(|e| *e), entry, conn) {
         Admission::Refused(resp) => Routed::Answer(resp),
         Admission::Admitted(host, target) => match &target.auth {
             None => route(req, host, target, conn),
@@ -558,15 +599,13 @@ enum Admission<'s, 'h> {
 /// Checks the host `entry` the request's Host header names against the
 /// connection: the host, and the verdict of its allow-list. No I/O.
 fn admit<'s, 'h>(
-    host: Option<&'h str>,
+    host: Result<&'h str, HostError>,
     entry: Option<&'s Arc<HostEntry>>,
     conn: &Connection,
 ) -> Admission<'s, 'h> {
-    let Some(host) = host else {
-        return Admission::Refused(text(
-            StatusCode::BAD_REQUEST,
-            "missing Host header\n".into(),
-        ));
+    let host = match host {
+        Ok(h) => h,
+        Err(e) => return Admission::Refused(text(StatusCode::BAD_REQUEST, format!("{e}\n"))),
     };
     let target = match entry {
         // Connection coalescing must not let a client reach a host under
@@ -620,16 +659,14 @@ fn route<'s>(
     *req.uri_mut() = uri;
     *req.version_mut() = hyper::Version::HTTP_11;
     // An HTTP/1.1 upgrade (websocket) keeps its Upgrade header end to end.
-    let upgrade = wants_upgrade(req.headers())
-        .then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten();
+    let upgrade = wants_upgrade(req.headers());
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    if let Some(u) = &upgrade {
+    if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, u.clone());
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    remove_headers(headers, is_identity_header);
+    remove_headers(headers, is_edge_header);
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(header::HOST, v.clone());
         headers.insert(X_FORWARDED_HOST, v);
@@ -645,7 +682,7 @@ fn route<'s>(
         req,
         addr,
         backend: &backend.name,
-        upgrade: upgrade.is_some(),
+        upgrade,
     }
 }
 
@@ -660,7 +697,15 @@ fn upstream_answer(
 ) -> Response<ProxyBody> {
     match sent {
         Ok(Ok(mut resp)) => {
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if !upgrade {
+                    // A switch the proxy did not ask for cannot be honoured.
+                    warn!(upstream = %addr, "upstream switched protocols unasked");
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream {backend} switched protocols unasked\n"),
+                    );
+                }
                 // The connection's driver tunnels once hyper has sent the
                 // 101 and handed the client's stream back.
                 conn.activity.upgrade_to(hyper::upgrade::on(&mut resp));
@@ -685,11 +730,14 @@ fn upstream_answer(
     }
 }
 
-/// Serves the plain-HTTP port: every request is redirected to HTTPS (308,
-/// so methods and bodies are kept).
+/// Serves the plain-HTTP port: a request for a host the proxy serves is
+/// redirected to HTTPS (308, so methods and bodies are kept). Other hosts
+/// get 404 and invalid ones 400, so the port never writes a `Location`
+/// that points anywhere but a served host.
 pub async fn serve_redirect(
     listener: TcpListener,
     https_port: u16,
+    shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -697,25 +745,11 @@ pub async fn serve_redirect(
             a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
             _ = shutdown.changed() => return,
         };
+        let shared = shared.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                let Some(host) = request_host(&req) else {
-                    return Ok::<_, Infallible>(text(
-                        StatusCode::BAD_REQUEST,
-                        "missing Host header\n".into(),
-                    ));
-                };
-                let port = if https_port == 443 {
-                    String::new()
-                } else {
-                    format!(":{https_port}")
-                };
-                let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                let mut r = text(StatusCode::PERMANENT_REDIRECT, String::new());
-                if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{pq}")) {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                Ok(r)
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let resp = redirect(&req, &shared.snapshot.load(), https_port);
+                async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -723,6 +757,34 @@ pub async fn serve_redirect(
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
+    }
+}
+
+/// The plain-HTTP port's answer to `req`.
+fn redirect<B>(req: &Request<B>, snapshot: &Snapshot, https_port: u16) -> Response<ProxyBody> {
+    let host = match request_host(req) {
+        Ok(h) => h,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    if snapshot.lookup(&host).is_none() {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no HTTPS host named {host} is served here\n"),
+        );
+    }
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    match HeaderValue::from_str(&format!("https://{host}{port}{pq}")) {
+        Ok(location) => {
+            let mut r = text(StatusCode::PERMANENT_REDIRECT, String::new());
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        Err(_) => text(StatusCode::BAD_REQUEST, "invalid request target\n".into()),
     }
 }
 
@@ -772,12 +834,21 @@ mod tests {
     }
 
     #[test]
-    fn client_sent_identity_headers_are_removed_whatever_their_case() {
+    fn client_sent_identity_and_origin_headers_are_removed_whatever_their_case() {
         let mut h = HeaderMap::new();
         for n in [
             "X-Forwarded-Client-Cert",
             "Client-Cert",
             "client-cert-chain",
+            "Forwarded",
+            "X-Real-IP",
+            "X-Forwarded-Port",
+            "ssl-client-cert",
+            "ssl-client-verify",
+            "ssl-client-subject-dn",
+            "X-SSL-Client-Verify",
+            "x-ssl-client-s-dn",
+            "X-Forwarded-Tls-Client-Cert-Info",
         ] {
             h.append(
                 HeaderName::from_bytes(n.as_bytes()).unwrap(),
@@ -785,7 +856,7 @@ mod tests {
             );
         }
         h.append("x-client-cert-note", HeaderValue::from_static("kept"));
-        remove_headers(&mut h, is_identity_header);
+        remove_headers(&mut h, is_edge_header);
         assert_eq!(names(&h), ["x-client-cert-note"]);
     }
 }

@@ -28,10 +28,41 @@ async fn valid_client_gets_200_and_upstream_sees_sanitized_xfcc() {
             "x-forwarded-client-cert: Hash=forged;Subject=\"CN=admin\";URI=spiffe://evil",
             "-H",
             "X-Forwarded-For: 203.0.113.7",
+            "-H",
+            "Forwarded: for=203.0.113.7;proto=https;host=admin.example.test",
+            "-H",
+            "X-Real-IP: 203.0.113.7",
+            "-H",
+            "X-Forwarded-Port: 443",
+            "-H",
+            "ssl-client-cert: forged",
+            "-H",
+            "ssl-client-verify: SUCCESS",
+            "-H",
+            "ssl-client-subject-dn: CN=admin",
+            "-H",
+            "X-SSL-Client-Verify: SUCCESS",
+            "-H",
+            "X-Forwarded-Tls-Client-Cert-Info: Subject=%22CN=admin%22",
         ],
     );
     assert_eq!((r.exit, r.status), (0, 200), "{r:?}");
     let body = r.json();
+    for h in [
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-port",
+        "ssl-client-cert",
+        "ssl-client-verify",
+        "ssl-client-subject-dn",
+        "x-ssl-client-verify",
+        "x-forwarded-tls-client-cert-info",
+    ] {
+        assert!(
+            echoed(&body, h).is_empty(),
+            "client-sent {h} reached the upstream: {body}"
+        );
+    }
     assert_eq!(body["path"], "/hello/world");
     assert_eq!(body["query"], "x=1&y=2");
     let xfcc = echoed(&body, "x-forwarded-client-cert");
@@ -263,4 +294,127 @@ async fn access_log_names_the_client_in_json() {
     };
     let text = line.to_string();
     assert!(text.contains(A) && text.contains("200"), "{text}");
+}
+
+/// A host spelt with capitals or a trailing dot reaches the upstream in
+/// the one form the proxy routes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_is_normalised_before_it_is_forwarded() {
+    let w = World::start(&[]);
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let mut conn = Conn::open(w.proxy.https, A, w.cfg(Some(&w.good), alpn))
+            .await
+            .unwrap();
+        let r = conn.get("A.Example.TEST.", "/", &[]).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let body = r.json();
+        assert_eq!(echoed(&body, "host"), [A], "{body}");
+        assert_eq!(echoed(&body, "x-forwarded-host"), [A], "{body}");
+        let r = conn.get("x@a.example.test", "/", &[]).await.unwrap();
+        assert_eq!(r.status, 400, "{}", r.body);
+    }
+    assert_eq!(w.upstream.hits(), 2);
+}
+
+/// One CN `evil, CN=admin` and two CNs `evil` and `admin` once gave the
+/// same `Subject="CN=evil, CN=admin"`: an upstream that matched on
+/// `CN=admin` let either in. RFC 4514 escaping tells them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_subjects_give_different_xfcc() {
+    use tlsward::proxy::identity::read_back;
+    let w = World::start(&[]);
+    let one = w.client_ca.client(ClientSpec::named("evil, CN=admin"));
+    let two = w
+        .client_ca
+        .client(ClientSpec::named("evil").another_cn("admin"));
+    let mut subjects = Vec::new();
+    for leaf in [&one, &two] {
+        let r = w.get(A, "/", Some(leaf)).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let xfcc = echoed(&r.json(), "x-forwarded-client-cert");
+        assert_eq!(xfcc.len(), 1, "{xfcc:?}");
+        let pairs = read_back::xfcc_pairs(&xfcc[0]).unwrap();
+        let subject = pairs.iter().find(|(k, _)| *k == "Subject").unwrap().1;
+        subjects.push((subject.to_string(), read_back::rfc4514(subject).unwrap()));
+    }
+    let cn = |v: &str| ("CN".to_string(), v.as_bytes().to_vec());
+    assert_eq!(subjects[0].0, r"CN=evil\, CN=admin");
+    assert_eq!(subjects[0].1, vec![vec![cn("evil, CN=admin")]]);
+    assert_eq!(subjects[1].0, "CN=admin,CN=evil");
+    assert_eq!(subjects[1].1, vec![vec![cn("admin")], vec![cn("evil")]]);
+}
+
+/// A URI SAN with CR/LF cannot go into a header. The request once went on
+/// with no XFCC at all, as if anonymous; now the client is refused, with
+/// the reason logged and counted. RFC 9440's base64 carries it unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_cannot_be_carried_is_refused_not_stripped() {
+    let w = World::start(&[]);
+    let odd = w
+        .client_ca
+        .client(ClientSpec::named("odd").uri("spiffe://example.test/a\r\nX-Injected: 1"));
+    let r = w.get(A, "/", Some(&odd)).await.unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("URI subjectAltName #0"), "{}", r.body);
+    assert_eq!(w.upstream.hits(), 0);
+    assert!(w.proxy.wait_handshake_failures("bad_certificate", 1.0) >= 1.0);
+    assert!(
+        w.proxy
+            .wait_log(&["client refused", "URI subjectAltName #0"]),
+        "{}",
+        w.proxy.log()
+    );
+
+    let r = w.get(RFC, "/", Some(&odd)).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let want = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&odd.der)
+    );
+    assert_eq!(echoed(&r.json(), "client-cert"), [want]);
+}
+
+/// A trusted certificate whose URI SAN holds a newline and a made-up log
+/// line: in text and in JSON logs, every line the proxy writes is one of
+/// its own, and the forged one is not among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_is_forged_by_a_certificate() {
+    let forged = "2026-12-04T00:00:00.000000Z  INFO tlsward::access: request host=admin.example.test status=200";
+    for format in ["text", "json"] {
+        let w = World::start(&["--log-format", format]);
+        let liar = w
+            .client_ca
+            .client(ClientSpec::named("liar").uri(&format!("spiffe://example.test/x\n{forged}")));
+        let r = w.get(RFC, "/forge", Some(&liar)).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = w.get(A, "/forge", Some(&liar)).await.unwrap();
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(w.proxy.wait_log(&["/forge", "403"]), "{}", w.proxy.log());
+        let log = w.proxy.log();
+        let access: Vec<&str> = log.lines().filter(|l| l.contains("/forge")).collect();
+        assert_eq!(access.len(), 2, "one line per request:\n{log}");
+        for line in log.lines() {
+            assert!(
+                !line.starts_with("2026-12-04T00:00:00"),
+                "forged line:\n{log}"
+            );
+            if format == "json" {
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                    "{line}"
+                );
+            } else {
+                assert!(
+                    line.as_bytes().first().is_some_and(u8::is_ascii_digit),
+                    "{line}"
+                );
+            }
+        }
+        assert!(
+            access
+                .iter()
+                .all(|l| l.contains("spiffe://example.test/x\\n2026-12-04")),
+            "{log}"
+        );
+    }
 }

@@ -107,3 +107,89 @@ async fn websocket_upgrade_is_tunnelled_and_survives_a_reload() {
         b"ping-2"
     );
 }
+
+/// Only WebSocket upgrades are tunnelled. After a 101 for `h2c` (or any
+/// protocol), the client's bytes would reach the upstream raw, with a Host,
+/// XFCC and X-Forwarded-For of its choosing. So other upgrades go on as
+/// ordinary requests, without the `Upgrade` header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_and_unknown_upgrades_are_not_tunnelled() {
+    let w = World::start(&[]);
+    let cfg = w.cfg(Some(&w.good), b"http/1.1");
+    for headers in [
+        &[
+            ("upgrade", "h2c"),
+            ("connection", "HTTP2-Settings"),
+            ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+        ][..],
+        &[("upgrade", "foo")][..],
+        &[("upgrade", "h2c, websocket-not")][..],
+    ] {
+        let (status, tunnel, body) = upgrade(w.proxy.https, A, cfg.clone(), "/up", None, headers)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{headers:?} must not switch protocols: {body}");
+        assert!(tunnel.is_none());
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for h in ["upgrade", "http2-settings"] {
+            assert!(
+                echoed(&body, h).is_empty(),
+                "{h} reached the upstream: {body}"
+            );
+        }
+        assert_eq!(echoed(&body, "x-forwarded-client-cert").len(), 1, "{body}");
+    }
+    // WebSocket still works, whatever the case of its token.
+    let (status, tunnel, _) = upgrade(
+        w.proxy.https,
+        A,
+        cfg,
+        "/ws",
+        None,
+        &[("upgrade", "WebSocket")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 101);
+    assert_eq!(
+        tunnel_echo(&mut tunnel.unwrap(), b"hi").await.unwrap(),
+        b"hi"
+    );
+}
+
+/// The plain-HTTP port redirects only hosts the proxy serves, and builds
+/// `Location` only from a valid host: no `https://x@evil.net/`, no
+/// `https:///p`.
+#[test]
+fn the_redirect_port_answers_only_valid_served_hosts() {
+    let w = World::start(&[]);
+    let port = w.proxy.http;
+    let url = format!("http://127.0.0.1:{port}/p");
+    // `Host;` is curl's way to send the header with an empty value.
+    let ask = |host: &str| {
+        let h = if host.is_empty() {
+            "Host;".to_string()
+        } else {
+            format!("Host: {host}")
+        };
+        curl(&["-H", &h, &url])
+    };
+    // A served host, spelt with capitals and a trailing dot.
+    let r = ask("A.Example.Test.");
+    assert_eq!(r.status, 308, "{r:?}");
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some(format!("https://{A}:{}/p", w.proxy.https).as_str())
+    );
+    for (host, status) in [
+        ("x@evil.net", 400),
+        ("a.example.test@evil.net", 400),
+        ("evil.net/x?", 400),
+        ("", 400),
+        ("unserved.example.net", 404),
+    ] {
+        let r = ask(host);
+        assert_eq!(r.status, status, "Host {host:?}: {r:?}");
+        assert_eq!(r.header("location"), None, "Host {host:?}: {r:?}");
+    }
+}

@@ -69,6 +69,8 @@ pub struct Leaf {
 #[derive(Clone, Default)]
 pub struct ClientSpec {
     pub cn: String,
+    /// Further CNs, each in an RDN of its own after the first.
+    pub more_cns: Vec<String>,
     pub dns: Vec<String>,
     pub uris: Vec<String>,
     /// Valid 2020-01-01 .. 2021-01-01 only.
@@ -83,6 +85,10 @@ impl ClientSpec {
             cn: cn.to_string(),
             ..Default::default()
         }
+    }
+    pub fn another_cn(mut self, cn: &str) -> Self {
+        self.more_cns.push(cn.to_string());
+        self
     }
     pub fn dns(mut self, d: &str) -> Self {
         self.dns.push(d.to_string());
@@ -173,6 +179,13 @@ impl Ca {
     pub fn client(&self, spec: ClientSpec) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name = dn(&spec.cn);
+        // rcgen keeps one value per attribute type; the CN's OID spelt as a
+        // custom type is a second CN attribute.
+        for cn in &spec.more_cns {
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 3]), cn.as_str());
+        }
         for d in &spec.dns {
             params
                 .subject_alt_names
@@ -1079,6 +1092,22 @@ pub async fn websocket_after_idle(
     path: &str,
     idle: Option<Duration>,
 ) -> Result<(u16, Option<Tunnel>), BoxError> {
+    upgrade(port, host, cfg, path, idle, &[("upgrade", "websocket")])
+        .await
+        .map(|(status, tunnel, _)| (status, tunnel))
+}
+
+/// Asks for an HTTP/1.1 upgrade with the `Upgrade` header (and any other
+/// headers) in `headers`: the status, the tunnel when the answer was 101,
+/// else the body.
+pub async fn upgrade(
+    port: u16,
+    host: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    path: &str,
+    idle: Option<Duration>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Option<Tunnel>, String), BoxError> {
     let tls = tls_stream(port, host, cfg).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(async move {
@@ -1090,26 +1119,30 @@ pub async fn websocket_after_idle(
             .body(Empty::<Bytes>::new())?;
         let resp = sender.send_request(get).await?;
         if resp.status() != 200 {
-            return Ok((resp.status().as_u16(), None));
+            return Ok((resp.status().as_u16(), None, String::new()));
         }
         resp.into_body().collect().await?;
         tokio::time::sleep(idle).await;
         sender.ready().await?;
     }
-    let req = Request::get(path)
+    let mut req = Request::get(path)
         .header(hyper::header::HOST, format!("{host}:{port}"))
         .header(hyper::header::CONNECTION, "Upgrade")
-        .header(hyper::header::UPGRADE, "websocket")
         .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new())?)
+        .await?;
     let status = resp.status().as_u16();
     if status != 101 {
-        return Ok((status, None));
+        let body = resp.into_body().collect().await?.to_bytes();
+        return Ok((status, None, String::from_utf8_lossy(&body).into_owned()));
     }
     let upgraded = hyper::upgrade::on(resp).await?;
-    Ok((status, Some(TokioIo::new(upgraded))))
+    Ok((status, Some(TokioIo::new(upgraded)), String::new()))
 }
 
 /// Writes `msg` into the tunnel and reads the echo back (2 s at most).
