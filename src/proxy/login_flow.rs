@@ -360,7 +360,7 @@ pub async fn session(
         .await;
     }
     let mut passed = Passed::default();
-    let expired_token = s.access_token_expires_at.is_some_and(|at| at <= now + 5);
+    let expired_token = access_token_expiring(&s, now);
     if expired_token && s.refresh_token.is_some() {
         match refresh(&s, login, runtime, now).await {
             Some(fresh) => {
@@ -485,6 +485,13 @@ async fn token_request(
     serde_json::from_slice(&resp.body).map_err(|_| FetchError::BadUrl("not a token response"))
 }
 
+/// Whether the session's access token expires within the next 5 s: it is
+/// refreshed then, so that the upstream never gets one that expires in
+/// flight.
+fn access_token_expiring(s: &Session, now: i64) -> bool {
+    s.access_token_expires_at.is_some_and(|at| at <= now + 5)
+}
+
 /// Refreshes the session's tokens, once per session however many requests
 /// ask at the same time: the others wait and reuse the result.
 async fn refresh(
@@ -497,7 +504,16 @@ async fn refresh(
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let lock = runtime.login.refresh_lock(key, now);
     let mut done = lock.lock().await;
-    if let Some(r) = done.as_ref().filter(|r| now - r.at < REFRESH_MEMORY_SECS) {
+    // A remembered refresh is reused only while its own access token is
+    // fresh: a provider that does not rotate refresh tokens hands the same
+    // one back, and an outcome from a few seconds ago may hold a token that
+    // has expired since.
+    if let Some(r) = done.as_ref().filter(|r| {
+        now - r.at < REFRESH_MEMORY_SECS
+            && r.session
+                .as_ref()
+                .is_none_or(|s| !access_token_expiring(s, now))
+    }) {
         return r.session.clone();
     }
     let ep = endpoints(login, runtime).await?;

@@ -659,8 +659,22 @@ fn a_failed_refresh_ends_the_session() {
     };
     let b = w.browser(None);
     logged_in(&w, &b, "/in");
+    // Within 5 s of its expiry the token is refreshed, while the provider
+    // is up. The provider hands the same refresh token back.
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = b.get(&w.app_url("/in"), &["-H", "Accept: application/json"]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.set_cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-tlsward-session")),
+        "the refreshed session is stored: {r:?}"
+    );
     w.stop_provider();
-    std::thread::sleep(Duration::from_secs(2));
+    // Past the refreshed token's expiry, but well within the 30 s for which
+    // the refresh is remembered: that memory must not hand out the expired
+    // token again.
+    std::thread::sleep(Duration::from_secs(7));
     let hits = w.upstream.hits();
     let r = b.get(&w.app_url("/in"), &["-H", "Accept: application/json"]);
     assert_eq!(
