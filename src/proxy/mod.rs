@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod authority;
 mod github;
 pub mod host_auth;
+pub mod hsts;
 mod http1;
 pub mod identity;
 pub mod kube_source;

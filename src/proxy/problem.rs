@@ -76,6 +76,10 @@ pub enum Issue {
         /// The Ingress (`ns/name`) that serves it.
         by: String,
     },
+    /// An annotation value the proxy cannot use; the Ingress is served
+    /// without what it asks for.
+    #[error("{0}; served without Strict-Transport-Security")]
+    InvalidHsts(super::hsts::HstsError),
     /// The host's new TLS configuration is broken; the last good one is
     /// still served.
     #[error("{error}; keeping the last good configuration for {host}")]

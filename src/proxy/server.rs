@@ -529,6 +529,10 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
     for c in set_cookies {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
+    if let Some(hsts) = entry.and_then(|e| e.hsts.as_ref()) {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     let status = resp.status().as_u16();
     let host_label = host.as_deref().unwrap_or_default();
     let requests = &shared.metrics.requests;

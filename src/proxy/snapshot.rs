@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use hyper::header::HeaderValue;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressServiceBackend};
@@ -116,6 +117,9 @@ pub struct HostEntry {
     pub tls: Arc<ServerConfig>,
     /// Path routes.
     pub routes: RouteTable,
+    /// `Strict-Transport-Security` for the host's responses, when its
+    /// Ingress asks for it (`tlsward.io/hsts`).
+    pub hsts: Option<HeaderValue>,
     /// Token and login checks of the bound policy, if it sets any.
     pub auth: Option<Arc<HostAuth>>,
     /// Served certificate and trust anchors, for expiry metrics.
@@ -313,6 +317,8 @@ impl<'a> Index<'a> {
 }
 
 struct Draft {
+    /// `Strict-Transport-Security` from the first Ingress's annotation.
+    hsts: Option<HeaderValue>,
     ingress: String,
     namespace: String,
     secret: String,
@@ -363,6 +369,16 @@ fn add_ingress(
             }
         }
     };
+    let hsts = match ing.annotations().get(super::hsts::HSTS_ANNOTATION) {
+        None => None,
+        Some(v) => super::hsts::parse(v).unwrap_or_else(|e| {
+            problems.push(Problem {
+                object: object.clone(),
+                issue: Issue::InvalidHsts(e),
+            });
+            None
+        }),
+    };
     let tls = spec.tls.as_deref().unwrap_or_default();
     let default_backend = spec
         .default_backend
@@ -398,6 +414,7 @@ fn add_ingress(
             continue;
         };
         let draft = drafts.entry(host.clone()).or_insert_with(|| Draft {
+            hsts: hsts.clone(),
             ingress: id.clone(),
             namespace: ns.clone(),
             secret: secret.clone(),
@@ -769,6 +786,7 @@ fn build_host(
             .as_ref()
             .map_or(ForwardClientCert::Sanitize, |p| p.forward),
         tls: config,
+        hsts: d.hsts,
         routes: d.routes,
         auth: policy.as_ref().and_then(|p| p.auth.clone()),
         expiries,

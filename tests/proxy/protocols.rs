@@ -4,6 +4,8 @@
 //! directory mode, rcgen certificates, the echo upstream, curl and the
 //! rustls client.
 
+use serde_json::json;
+
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,4 +194,52 @@ fn the_redirect_port_answers_only_valid_served_hosts() {
         assert_eq!(r.status, status, "Host {host:?}: {r:?}");
         assert_eq!(r.header("location"), None, "Host {host:?}: {r:?}");
     }
+}
+
+/// `tlsward.io/hsts` adds Strict-Transport-Security to a host's responses;
+/// hosts without it get none; a value that is not one is a problem named
+/// in the log, and its host is still served, without the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_is_an_option_per_ingress() {
+    let w = World::start(&[]);
+    let root: &[(&str, &str, &str)] = &[("Prefix", "/", "echo")];
+    let with_hsts = |name: &str, host: &'static str, value: &str| {
+        let mut ing = ingress(name, None, "wild-tls", &[Rule { host, paths: root }]);
+        ing["metadata"]["annotations"] = json!({"tlsward.io/hsts": value});
+        ing
+    };
+    write_json(
+        w.config.path(),
+        "hsts.json",
+        &[
+            with_hsts(
+                "sts",
+                "sts.wild.example.test",
+                "max-age=63072000; includeSubDomains",
+            ),
+            with_hsts("badsts", "badsts.wild.example.test", "max-age=forever"),
+        ],
+    );
+    w.proxy
+        .wait_metric("tlsward_proxy_config_problems", &[], |v| v == 1.0);
+    assert!(
+        w.proxy.wait_log(&[
+            "Ingress default/badsts",
+            "max-age=forever",
+            "served without Strict-Transport-Security"
+        ]),
+        "{}",
+        w.proxy.log()
+    );
+    let sts = |host: &str| {
+        let r = w.curl(host, "/", None, &[]);
+        assert_eq!((r.exit, r.status), (0, 200), "{host}: {r:?}");
+        r.header("strict-transport-security")
+    };
+    assert_eq!(
+        sts("sts.wild.example.test").as_deref(),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    assert_eq!(sts("badsts.wild.example.test"), None);
+    assert_eq!(sts(OPEN), None);
 }
