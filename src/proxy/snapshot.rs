@@ -621,7 +621,7 @@ fn policy_tls(
     let ders: Vec<Vec<u8>> = b.anchors.iter().map(|a| a.der.clone()).collect();
     let verifier = tls::client_verifier(
         &ders,
-        b.crl_pem.as_deref(),
+        &b.crls,
         p.spec.mode == ClientAuthMode::Require,
         p.spec.verify_depth,
     )
