@@ -28,6 +28,16 @@ pub enum CertError {
     /// The certificate file holds no certificate.
     #[error("{0}: no PEM CERTIFICATE block found")]
     NoCertificate(String),
+    /// A PEM block of the certificate file is malformed.
+    #[error("{path}: PEM block {block} is malformed: {why}")]
+    BadPem {
+        /// The file.
+        path: String,
+        /// Which block, from 1.
+        block: usize,
+        /// What the PEM reader said.
+        why: rustls_pki_types::pem::Error,
+    },
     /// The key file holds no usable private key.
     #[error("{path}: no usable PEM private key: {why}")]
     BadKey {
@@ -184,9 +194,11 @@ pub fn certified_key_from_pem(
     cert_label: &str,
     key_label: &str,
 ) -> Result<CertifiedKey, CertError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .filter_map(Result::ok)
-        .collect();
+    let chain = pem_certificates(cert_pem).map_err(|(block, why)| CertError::BadPem {
+        path: cert_label.to_string(),
+        block,
+        why,
+    })?;
     if chain.is_empty() {
         return Err(CertError::NoCertificate(cert_label.to_string()));
     }
@@ -205,6 +217,25 @@ pub fn certified_key_from_pem(
         },
     })?;
     Ok(ck)
+}
+
+/// The certificates of a PEM text, in order. A malformed block is an error
+/// (its number among the blocks, from 1), never skipped: a skipped
+/// intermediate would serve a broken chain without a word. Blocks of other
+/// kinds are passed over.
+pub fn pem_certificates(
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, (usize, rustls_pki_types::pem::Error)> {
+    use rustls_pki_types::pem::SectionKind;
+    let mut certs = Vec::new();
+    for (n, item) in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).enumerate() {
+        match item {
+            Ok((SectionKind::Certificate, der)) => certs.push(CertificateDer::from(der)),
+            Ok(_) => {}
+            Err(why) => return Err((n + 1, why)),
+        }
+    }
+    Ok(certs)
 }
 
 /// Reads a certificate/key file pair.
@@ -709,6 +740,39 @@ mod tests {
             ))
         ));
         assert!(client_verifier(&anchors, &[good], true, 1).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_pem_block_is_an_error_naming_its_number() {
+        let root = ca(None, "pem root");
+        let mid = ca(Some(&root), "pem intermediate");
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["pem.example.test".to_string()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "pem.example.test");
+        let leaf = p.signed_by(&key, &mid).unwrap();
+        let broken = "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n";
+        let chain = format!("{}{broken}", leaf.pem());
+        match pem_certificates(chain.as_bytes()) {
+            Err((2, _)) => {}
+            other => panic!("{other:?}"),
+        }
+        let err = certified_key_from_pem(
+            chain.as_bytes(),
+            key.serialize_pem().as_bytes(),
+            "Secret apps/web tls.crt",
+            "Secret apps/web tls.key",
+        )
+        .unwrap_err();
+        assert!(matches!(err, CertError::BadPem { block: 2, .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("Secret apps/web tls.crt: PEM block 2 is malformed"),
+            "{err}"
+        );
+        // The good chain alone still loads.
+        let good = format!("{}{}", leaf.pem(), mid.pem());
+        assert_eq!(pem_certificates(good.as_bytes()).unwrap().len(), 2);
     }
 
     #[test]

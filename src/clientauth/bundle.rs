@@ -241,18 +241,35 @@ pub enum PemProblem {
         /// The block's label.
         label: String,
     },
-    /// A BEGIN line whose END line never comes.
-    #[error("malformed PEM: a block has no matching END line")]
-    MissingEnd,
+    /// A BEGIN line whose END line never comes. `block` counts the
+    /// source's PEM blocks from 1.
+    #[error("malformed PEM: block {block} has no matching END line")]
+    MissingEnd {
+        /// Which block.
+        block: usize,
+    },
     /// A BEGIN line the PEM reader cannot read.
-    #[error("malformed PEM: a bad BEGIN line")]
-    BadBegin,
+    #[error("malformed PEM: block {block} has a bad BEGIN line")]
+    BadBegin {
+        /// Which block.
+        block: usize,
+    },
     /// A block whose body is not base64.
-    #[error("malformed PEM: bad base64 ({0})")]
-    Base64(String),
+    #[error("malformed PEM: block {block} is not valid base64 ({why})")]
+    Base64 {
+        /// Which block.
+        block: usize,
+        /// What the decoder said.
+        why: String,
+    },
     /// Anything else the PEM reader refused, in its words.
-    #[error("malformed PEM: {0}")]
-    Other(String),
+    #[error("malformed PEM: block {block}: {why}")]
+    Other {
+        /// Which block.
+        block: usize,
+        /// What the reader said.
+        why: String,
+    },
     /// A trust-anchor source without a `CERTIFICATE` block.
     #[error(
         "no CERTIFICATE block found (a block starts with a line \"-----BEGIN CERTIFICATE-----\" at the start of a line)"
@@ -673,8 +690,10 @@ fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, PemProblem> {
     }
 
     let mut blocks = Vec::new();
-    for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes()) {
-        let (kind, der) = item.map_err(pem_problem)?;
+    for (n, item) in <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes()).enumerate() {
+        // Every block the reader returns is of the expected label (others
+        // were refused above), so `n` counts the source's blocks.
+        let (kind, der) = item.map_err(|e| pem_problem(n + 1, e))?;
         let wanted = match expect {
             Expect::Certificate => kind == SectionKind::Certificate,
             Expect::Crl => kind == SectionKind::Crl,
@@ -692,12 +711,15 @@ fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, PemProblem> {
     Ok(blocks)
 }
 
-fn pem_problem(e: pem::Error) -> PemProblem {
+fn pem_problem(block: usize, e: pem::Error) -> PemProblem {
     match e {
-        pem::Error::MissingSectionEnd { .. } => PemProblem::MissingEnd,
-        pem::Error::IllegalSectionStart { .. } => PemProblem::BadBegin,
-        pem::Error::Base64Decode(why) => PemProblem::Base64(why),
-        other => PemProblem::Other(other.to_string()),
+        pem::Error::MissingSectionEnd { .. } => PemProblem::MissingEnd { block },
+        pem::Error::IllegalSectionStart { .. } => PemProblem::BadBegin { block },
+        pem::Error::Base64Decode(why) => PemProblem::Base64 { block, why },
+        other => PemProblem::Other {
+            block,
+            why: other.to_string(),
+        },
     }
 }
 
@@ -1036,7 +1058,7 @@ mod tests {
                 want: Want::Error {
                     reason: "InvalidCertificate",
                     source: Some("junk"),
-                    says: "bad base64",
+                    says: "block 1 is not valid base64",
                 },
             },
             Case {
@@ -1059,7 +1081,7 @@ mod tests {
                 want: Want::Error {
                     reason: "InvalidCertificate",
                     source: Some("cut"),
-                    says: "no matching END line",
+                    says: "block 1 has no matching END line",
                 },
             },
             Case {
@@ -1174,6 +1196,22 @@ mod tests {
                     reason: "InvalidCRL",
                     source: Some("two"),
                     says: "CRL 2 cannot be used",
+                },
+            },
+            Case {
+                name: "a malformed CRL block is refused, not skipped",
+                anchors: vec![input("a", &root)],
+                crls: vec![input(
+                    "bad-block",
+                    &format!(
+                        "{}-----BEGIN X509 CRL-----\n!!not base64!!\n-----END X509 CRL-----\n",
+                        f.crl_root
+                    ),
+                )],
+                want: Want::Error {
+                    reason: "InvalidCRL",
+                    source: Some("bad-block"),
+                    says: "block 2 is not valid base64",
                 },
             },
             Case {
