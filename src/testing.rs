@@ -270,7 +270,10 @@ impl RawCrl {
         );
         let (_, issuer) = x509_parser::parse_x509_certificate(issuer_der).expect("issuer");
         // ecdsa-with-SHA256, without parameters.
-        let alg = tlv(0x30, &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
+        let alg = tlv(
+            0x30,
+            &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
+        );
         let time = |t: &str| tlv(0x17, t.as_bytes());
         let mut tbs = Vec::new();
         if self.v2 {

@@ -633,7 +633,11 @@ mod tests {
             authority_key_id: true,
         };
         let cases = [
-            ("openssl without crlnumber", RawCrl::extensionless(), Err(missing_both.clone())),
+            (
+                "openssl without crlnumber",
+                RawCrl::extensionless(),
+                Err(missing_both.clone()),
+            ),
             (
                 "version 2, no extensions",
                 RawCrl {
@@ -708,7 +712,10 @@ mod tests {
             crl_number: false,
             authority_key_id: true,
         };
-        assert!(one.to_string().starts_with("it lacks the Authority Key Identifier extension,"));
+        assert!(
+            one.to_string()
+                .starts_with("it lacks the Authority Key Identifier extension,")
+        );
     }
 
     #[test]

@@ -107,12 +107,10 @@ pub fn root_store(
             return Err(RootsError::NoCertificate);
         }
         for (n, cert) in certs.into_iter().enumerate() {
-            roots
-                .add(cert)
-                .map_err(|why| RootsError::BadCertificate {
-                    certificate: n + 1,
-                    why,
-                })?;
+            roots.add(cert).map_err(|why| RootsError::BadCertificate {
+                certificate: n + 1,
+                why,
+            })?;
         }
     }
     if roots.is_empty() {
@@ -984,10 +982,7 @@ mod tests {
             Ca::pem()
         );
         let err = root_store(Some(missing), broken.as_bytes()).unwrap_err();
-        assert!(
-            matches!(err, RootsError::BadPem { block: 2, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, RootsError::BadPem { block: 2, .. }), "{err}");
         assert!(err.to_string().contains("block 2"), "{err}");
     }
 }

@@ -458,7 +458,12 @@ fn source_secret_with_crl(ca: &str, crl: &str) -> Value {
 
 /// A policy whose CRL the bundle builder refuses: not Ready, a Warning
 /// event, the failure counted, and no Secret written. Returns the status.
-async fn refused_crl(ctx: &Arc<Context>, api: &mut Verifier, ca: &str, crl: &str) -> (Value, Value) {
+async fn refused_crl(
+    ctx: &Arc<Context>,
+    api: &mut Verifier,
+    ca: &str,
+    crl: &str,
+) -> (Value, Value) {
     let task = reconcile(crl_policy(None), ctx).await;
     let source = source_secret_with_crl(ca, crl);
     // trustAnchors[0], then revocation[0]: the same Secret, read per source.
@@ -470,7 +475,9 @@ async fn refused_crl(ctx: &Arc<Context>, api: &mut Verifier, ca: &str, crl: &str
     task.await.unwrap().unwrap();
     api.expect_no_more().await;
     assert!(
-        !api.seen.iter().any(|r| r.contains("/secrets/") && r.starts_with("PATCH")),
+        !api.seen
+            .iter()
+            .any(|r| r.contains("/secrets/") && r.starts_with("PATCH")),
         "no bundle Secret is written: {:?}",
         api.seen
     );

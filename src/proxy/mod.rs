@@ -30,9 +30,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::manifests::{self, Document, ManifestError};
-use crate::telemetry::{
-    self, ExpiryLabels, HostErrorLabels, Outcome, ProxyMetrics, ReloadLabels,
-};
+use crate::telemetry::{self, ExpiryLabels, HostErrorLabels, Outcome, ProxyMetrics, ReloadLabels};
 use problem::{HostErrorKind, Issue, Problem};
 use server::{Limits, Shared};
 use snapshot::Snapshot;

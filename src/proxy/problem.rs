@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::admission::CLIENT_AUTH_ANNOTATION;
-use crate::clientauth::{FailureReason, SourceKind};
 use crate::clientauth::bundle::BundleError;
+use crate::clientauth::{FailureReason, SourceKind};
 use crate::manifests::ManifestError;
 use crate::tls::{CertError, VerifierError};
 
@@ -78,7 +78,10 @@ pub enum Issue {
     },
     /// The host's new TLS configuration is broken; the last good one is
     /// still served.
-    #[error("{error}; keeping the last good configuration for {host}{}", stale_revocations(error))]
+    #[error(
+        "{error}; keeping the last good configuration for {host}{}",
+        stale_revocations(error)
+    )]
     KeptLastGood {
         /// The host.
         host: String,

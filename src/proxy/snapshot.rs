@@ -884,35 +884,61 @@ mod tests {
             ]
             .into_iter()
             .enumerate()
-            .map(|(i, value)| crate::manifests::Document { source: "t".into(), index: i + 1, value })
+            .map(|(i, value)| crate::manifests::Document {
+                source: "t".into(),
+                index: i + 1,
+                value,
+            })
             .collect();
             World::from_documents(&docs).0
         };
         let classes = Classes::named("tlsward");
         let now = 1_795_392_000;
-        let good = Snapshot::build(&world(&RawCrl::conforming()), &classes, &Snapshot::default(), now);
+        let good = Snapshot::build(
+            &world(&RawCrl::conforming()),
+            &classes,
+            &Snapshot::default(),
+            now,
+        );
         assert!(good.problems.is_empty(), "{:?}", good.problems);
         let served = good.lookup("crl.apps.example.com").unwrap().clone();
 
         let bad = world(&RawCrl::extensionless());
         let kept = Snapshot::build(&bad, &classes, &good, now);
-        assert!(Arc::ptr_eq(kept.lookup("crl.apps.example.com").unwrap(), &served));
+        assert!(Arc::ptr_eq(
+            kept.lookup("crl.apps.example.com").unwrap(),
+            &served
+        ));
         let [problem] = kept.problems.as_slice() else {
             panic!("{:?}", kept.problems)
         };
         let (host, serving, error) = problem.issue.refused_host().unwrap();
-        assert_eq!((host, serving, error.kind()), ("crl.apps.example.com", Serving::LastGood, HostErrorKind::InvalidCrl));
+        assert_eq!(
+            (host, serving, error.kind()),
+            (
+                "crl.apps.example.com",
+                Serving::LastGood,
+                HostErrorKind::InvalidCrl
+            )
+        );
         let text = problem.to_string();
         assert!(
-            text.contains("spec.revocation[0] (inline): CRL 1 cannot be used: it lacks the CRL Number")
-                && text.contains("whose older CRLs stay in force"),
+            text.contains(
+                "spec.revocation[0] (inline): CRL 1 cannot be used: it lacks the CRL Number"
+            ) && text.contains("whose older CRLs stay in force"),
             "{text}"
         );
 
         let fresh = Snapshot::build(&bad, &classes, &Snapshot::default(), now);
-        assert!(fresh.lookup("crl.apps.example.com").is_none(), "fail closed");
+        assert!(
+            fresh.lookup("crl.apps.example.com").is_none(),
+            "fail closed"
+        );
         let (_, serving, error) = fresh.problems[0].issue.refused_host().unwrap();
-        assert_eq!((serving, error.kind()), (Serving::Nothing, HostErrorKind::InvalidCrl));
+        assert_eq!(
+            (serving, error.kind()),
+            (Serving::Nothing, HostErrorKind::InvalidCrl)
+        );
     }
 
     #[test]

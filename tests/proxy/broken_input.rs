@@ -358,7 +358,11 @@ async fn malformed_block_in_a_certificate_chain_keeps_the_last_good_certificate(
     assert_eq!(
         t.proxy.metric(
             "tlsward_proxy_host_config_errors",
-            &[("host", ONE), ("reason", "tls_secret"), ("serving", "last_good")]
+            &[
+                ("host", ONE),
+                ("reason", "tls_secret"),
+                ("serving", "last_good")
+            ]
         ),
         1.0,
         "{}",
@@ -417,7 +421,11 @@ async fn crl_without_extensions_keeps_the_last_good_crl_and_says_so() {
         .client_ca
         .openssl_crl(&[&w.revoked, &w.good], OpensslCrl::Default);
     set_client_ca_crl(&w, &crl);
-    let refused = [("host", A), ("reason", "invalid_crl"), ("serving", "last_good")];
+    let refused = [
+        ("host", A),
+        ("reason", "invalid_crl"),
+        ("serving", "last_good"),
+    ];
     assert_eq!(
         w.proxy
             .wait_metric("tlsward_proxy_host_config_errors", &refused, |v| v == 1.0),
@@ -432,7 +440,10 @@ async fn crl_without_extensions_keeps_the_last_good_crl_and_says_so() {
         "keeping the last good configuration for a.example.test, whose older CRLs stay in force",
     ]);
     assert!(w.proxy.wait_log(&needles), "{}", w.proxy.log());
-    error_line(&w.proxy, "keeping the last good configuration for a.example.test");
+    error_line(
+        &w.proxy,
+        "keeping the last good configuration for a.example.test",
+    );
 
     // Served as before: the older CRL, which does not list the good client,
     // and still lists the revoked one.
@@ -457,7 +468,11 @@ async fn crl_without_extensions_keeps_the_last_good_crl_and_says_so() {
         w.get(A, "/", Some(&w.good)).await.is_err()
     })
     .await;
-    assert!(took.is_some(), "the conforming CRL never applied:\n{}", w.proxy.log());
+    assert!(
+        took.is_some(),
+        "the conforming CRL never applied:\n{}",
+        w.proxy.log()
+    );
     assert!(w.proxy.wait_handshake_failures("revoked", 2.0) >= 2.0);
     assert_eq!(
         w.proxy
@@ -479,9 +494,8 @@ async fn refused_crl_on_a_fresh_start_is_not_served() {
     let revoked = client_ca.client(ClientSpec::named("revoked-client"));
     let default_crl = client_ca.openssl_crl(&[&revoked], OpensslCrl::Default);
     let conforming = client_ca.openssl_crl(&[&revoked], OpensslCrl::Conforming);
-    let damaged = format!(
-        "{conforming}-----BEGIN X509 CRL-----\n!!not base64!!\n-----END X509 CRL-----\n"
-    );
+    let damaged =
+        format!("{conforming}-----BEGIN X509 CRL-----\n!!not base64!!\n-----END X509 CRL-----\n");
     let upstream = Upstream::start("echo");
     let config = tempfile::tempdir().unwrap();
     let anchors = inline(&[&client_ca.pem()]);
@@ -551,6 +565,10 @@ async fn refused_crl_on_a_fresh_start_is_not_served() {
     // The conforming CRL is enforced on its host.
     let two = get_once(proxy.https, TWO, cfg(&good), "/").await.unwrap();
     assert_eq!(two.status, 200);
-    assert!(get_once(proxy.https, TWO, cfg(&revoked), "/").await.is_err());
+    assert!(
+        get_once(proxy.https, TWO, cfg(&revoked), "/")
+            .await
+            .is_err()
+    );
     assert_eq!(proxy.wait_handshake_failures("revoked", 1.0), 1.0);
 }
