@@ -375,6 +375,17 @@ pub struct ExpiryLabels {
     pub secret: String,
 }
 
+/// Labels of the refused-host gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostErrorLabels {
+    /// The host whose new configuration was refused.
+    pub host: String,
+    /// Why, e.g. `invalid_crl`.
+    pub reason: &'static str,
+    /// What it serves instead: `last_good` or `none`.
+    pub serving: &'static str,
+}
+
 /// How a request was authenticated (the `method` label).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -529,6 +540,9 @@ pub struct ProxyMetrics {
     pub reloads: Family<ReloadLabels, Counter>,
     /// Objects the current snapshot could not apply as written.
     pub config_problems: prometheus_client::metrics::gauge::Gauge,
+    /// 1 for each host whose new configuration is refused, by reason and by
+    /// what it serves instead: what an alert on a stale CRL fires on.
+    pub host_errors: Family<HostErrorLabels, prometheus_client::metrics::gauge::Gauge>,
     /// notAfter of every served certificate and trust anchor.
     pub certificate_expiry: Family<ExpiryLabels, prometheus_client::metrics::gauge::Gauge>,
     /// Authentication results by host, method and result.
@@ -549,6 +563,7 @@ impl ProxyMetrics {
             active_connections: Default::default(),
             reloads: Family::default(),
             config_problems: Default::default(),
+            host_errors: Family::default(),
             certificate_expiry: Family::default(),
             authentications: Family::default(),
             issuers: IssuerMetrics::default(),
@@ -582,6 +597,11 @@ impl ProxyMetrics {
             "tlsward_proxy_config_problems",
             "Objects the current configuration could not apply as written",
             m.config_problems.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_host_config_errors",
+            "Hosts whose current configuration is refused, by reason and by what is served instead (last_good or none)",
+            m.host_errors.clone(),
         );
         registry.register(
             "tlsward_certificate_expiry_timestamp_seconds",
@@ -643,8 +663,17 @@ mod label_tests {
                 .get_or_create(&ReasonLabels { reason })
                 .inc();
         }
+        proxy
+            .host_errors
+            .get_or_create(&HostErrorLabels {
+                host: "a.example.com".into(),
+                reason: "invalid_crl",
+                serving: "last_good",
+            })
+            .set(1);
         let text = render(&registry);
         for line in [
+            r#"tlsward_proxy_host_config_errors{host="a.example.com",reason="invalid_crl",serving="last_good"} 1"#,
             r#"tlsward_proxy_tls_handshakes_total{result="success",reason=""} 1"#,
             r#"tlsward_proxy_tls_handshakes_total{result="failure",reason="unknown_ca"} 1"#,
             r#"tlsward_operator_reconciles_total{result="success"} 1"#,

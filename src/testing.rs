@@ -211,3 +211,146 @@ pub fn capture_logs_reliably() {
     });
     tracing::callsite::rebuild_interest_cache();
 }
+
+/// A CRL built by hand, DER field by field, in the shapes rcgen will not
+/// make (it always adds CRL Number and Authority Key Identifier): above
+/// all the version 1 CRL without extensions that `openssl ca -gencrl`
+/// writes when the CA configuration has no `crlnumber` file, which OpenSSL
+/// accepts and rustls refuses. Signed with the issuer's ECDSA P-256 key.
+#[derive(Clone, Debug)]
+pub struct RawCrl {
+    /// Version 2 (the `version` field is present).
+    pub v2: bool,
+    /// With a CRL Number extension.
+    pub crl_number: bool,
+    /// With an Authority Key Identifier extension.
+    pub authority_key_id: bool,
+    /// With a nextUpdate field (2039-01-01).
+    pub next_update: bool,
+    /// Serial numbers of revoked certificates, as big-endian bytes.
+    pub revoked: Vec<Vec<u8>>,
+}
+
+impl RawCrl {
+    /// What `openssl ca -gencrl` writes without `crlnumber`: version 1, no
+    /// extensions, with nextUpdate.
+    pub fn extensionless() -> Self {
+        Self {
+            v2: false,
+            crl_number: false,
+            authority_key_id: false,
+            next_update: true,
+            revoked: Vec::new(),
+        }
+    }
+
+    /// A CRL RFC 5280 is happy with: version 2, both extensions.
+    pub fn conforming() -> Self {
+        Self {
+            v2: true,
+            crl_number: true,
+            authority_key_id: true,
+            ..Self::extensionless()
+        }
+    }
+
+    /// The same, revoking `serial` too.
+    pub fn revoking(mut self, serial: &[u8]) -> Self {
+        self.revoked.push(serial.to_vec());
+        self
+    }
+
+    /// The signed CRL's DER. `issuer_der` is the issuing CA's certificate.
+    pub fn der(&self, issuer_der: &[u8], key: &rcgen::KeyPair) -> Vec<u8> {
+        use rcgen::SigningKey;
+        assert_eq!(
+            key.algorithm(),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            "RawCrl signs with ECDSA P-256 only"
+        );
+        let (_, issuer) = x509_parser::parse_x509_certificate(issuer_der).expect("issuer");
+        // ecdsa-with-SHA256, without parameters.
+        let alg = tlv(
+            0x30,
+            &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
+        );
+        let time = |t: &str| tlv(0x17, t.as_bytes());
+        let mut tbs = Vec::new();
+        if self.v2 {
+            tbs.extend(tlv(0x02, &[1]));
+        }
+        tbs.extend(&alg);
+        tbs.extend(issuer.subject().as_raw());
+        tbs.extend(time("250601000000Z"));
+        if self.next_update {
+            tbs.extend(time("390101000000Z"));
+        }
+        if !self.revoked.is_empty() {
+            let entries: Vec<u8> = self
+                .revoked
+                .iter()
+                .flat_map(|serial| {
+                    let mut s = serial.clone();
+                    if s.first().is_some_and(|b| b & 0x80 != 0) {
+                        s.insert(0, 0);
+                    }
+                    let mut entry = tlv(0x02, &s);
+                    entry.extend(time("250501000000Z"));
+                    tlv(0x30, &entry)
+                })
+                .collect();
+            tbs.extend(tlv(0x30, &entries));
+        }
+        let mut extensions = Vec::new();
+        if self.authority_key_id {
+            // SEQUENCE { [0] keyIdentifier }: webpki does not check the value.
+            let key_id = tlv(0x30, &tlv(0x80, &[0x5a; 20]));
+            let ext = [tlv(0x06, &[0x55, 0x1d, 0x23]), tlv(0x04, &key_id)].concat();
+            extensions.extend(tlv(0x30, &ext));
+        }
+        if self.crl_number {
+            let ext = [tlv(0x06, &[0x55, 0x1d, 0x14]), tlv(0x04, &tlv(0x02, &[7]))].concat();
+            extensions.extend(tlv(0x30, &ext));
+        }
+        if !extensions.is_empty() {
+            tbs.extend(tlv(0xa0, &tlv(0x30, &extensions)));
+        }
+        let tbs = tlv(0x30, &tbs);
+        let signature = key.sign(&tbs).expect("sign");
+        let mut bits = vec![0];
+        bits.extend(signature);
+        tlv(0x30, &[tbs, alg, tlv(0x03, &bits)].concat())
+    }
+
+    /// The signed CRL as an `X509 CRL` PEM block.
+    pub fn pem(&self, issuer_der: &[u8], key: &rcgen::KeyPair) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.der(issuer_der, key));
+        let mut out = String::from("-----BEGIN X509 CRL-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap());
+            out.push('\n');
+        }
+        out.push_str("-----END X509 CRL-----\n");
+        out
+    }
+}
+
+/// One DER element: tag, definite length, content.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}

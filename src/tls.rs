@@ -28,6 +28,16 @@ pub enum CertError {
     /// The certificate file holds no certificate.
     #[error("{0}: no PEM CERTIFICATE block found")]
     NoCertificate(String),
+    /// A PEM block of the certificate file is malformed.
+    #[error("{path}: PEM block {block} is malformed: {why}")]
+    BadPem {
+        /// The file.
+        path: String,
+        /// Which block, from 1.
+        block: usize,
+        /// What the PEM reader said.
+        why: rustls_pki_types::pem::Error,
+    },
     /// The key file holds no usable private key.
     #[error("{path}: no usable PEM private key: {why}")]
     BadKey {
@@ -65,9 +75,110 @@ pub enum VerifierError {
     /// rustls refused a trust anchor the bundle builder accepted.
     #[error("trust anchor refused by the TLS stack: {0}")]
     AnchorRefused(rustls::Error),
-    /// rustls could not build the verifier (for one, a CRL it cannot use).
+    /// A CRL the TLS stack cannot use; `crl` counts the CRLs from 1.
+    #[error("CRL {crl} cannot be used: {refusal}")]
+    Crl {
+        /// Which CRL.
+        crl: usize,
+        /// Why not.
+        refusal: CrlRefusal,
+    },
+    /// rustls could not build the verifier.
     #[error("{0}")]
     Build(rustls::server::VerifierBuilderError),
+}
+
+/// How to make a CRL every TLS stack accepts, for the messages below.
+const CRL_FIX: &str = "produce a conforming CRL with `openssl ca -gencrl` from a CA configuration \
+     that sets `crlnumber` (a file holding the next CRL number, e.g. 01) and `crl_extensions` \
+     naming a section with `authorityKeyIdentifier=keyid:always`";
+
+/// Why the TLS stack (rustls' webpki) refuses a CRL. [`check_crl`] decides;
+/// x509-parser, which is lenient, only tells which RFC 5280 rule is broken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlRefusal {
+    /// A version 1 CRL, or one without extensions. RFC 5280 section 5.2
+    /// requires CRL Number and Authority Key Identifier; OpenSSL accepts a
+    /// CRL without them, webpki does not.
+    #[error(
+        "it lacks {}, which RFC 5280 section 5.2 requires in every CRL, so rustls refuses it \
+         (OpenSSL accepts it, so it may work elsewhere); {fix}",
+        missing_extensions(*crl_number, *authority_key_id),
+        fix = CRL_FIX
+    )]
+    MissingExtensions {
+        /// The CRL Number extension (2.5.29.20) is absent.
+        crl_number: bool,
+        /// The Authority Key Identifier extension (2.5.29.35) is absent.
+        authority_key_id: bool,
+    },
+    /// No nextUpdate field (RFC 5280 section 5.1.2.5 requires one).
+    #[error(
+        "it has no nextUpdate field, which RFC 5280 section 5.1.2.5 requires, so rustls refuses it; {fix}",
+        fix = CRL_FIX
+    )]
+    MissingNextUpdate,
+    /// A delta CRL: rustls supports complete CRLs only.
+    #[error("it is a delta CRL, which rustls does not support; publish the complete CRL instead")]
+    Delta,
+    /// Anything else webpki refused, in its words.
+    #[error("rustls refuses it ({0}); {fix}", fix = CRL_FIX)]
+    Other(String),
+}
+
+fn missing_extensions(crl_number: bool, authority_key_id: bool) -> &'static str {
+    match (crl_number, authority_key_id) {
+        (true, true) => "the CRL Number and Authority Key Identifier extensions",
+        (true, false) => "the CRL Number extension",
+        (false, true) => "the Authority Key Identifier extension",
+        (false, false) => "the extensions",
+    }
+}
+
+/// The one rule for CRLs: whether the TLS stack can use this CRL (DER).
+/// The bundle builder (operator and proxy) and [`client_verifier`] both ask
+/// it, so the operator never reports Synced for a CRL the proxy refuses.
+/// Pure: the same parser rustls runs when a verifier is built.
+pub fn check_crl(der: &[u8]) -> Result<(), CrlRefusal> {
+    use x509_parser::oid_registry::{
+        OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_CRL_NUMBER,
+        OID_X509_EXT_DELTA_CRL_INDICATOR,
+    };
+    use x509_parser::x509::X509Version;
+    let Err(refused) = webpki::OwnedCertRevocationList::from_der(der) else {
+        return Ok(());
+    };
+    let other = || CrlRefusal::Other(format!("{refused:?}"));
+    let Ok((_, crl)) = x509_parser::parse_x509_crl(der) else {
+        return Err(other());
+    };
+    let has = |oid: &x509_parser::oid_registry::Oid| crl.extensions().iter().any(|e| e.oid == *oid);
+    let crl_number = !has(&OID_X509_EXT_CRL_NUMBER);
+    let authority_key_id = !has(&OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER);
+    let missing = CrlRefusal::MissingExtensions {
+        crl_number,
+        authority_key_id,
+    };
+    // In webpki's own order: version 2, nextUpdate, then a non-empty
+    // extensions list, so the first reported fault is the one it hit.
+    if crl.version() != Some(X509Version::V2) {
+        return Err(if crl_number || authority_key_id {
+            missing
+        } else {
+            other()
+        });
+    }
+    if crl.next_update().is_none() {
+        return Err(CrlRefusal::MissingNextUpdate);
+    }
+    if crl.extensions().is_empty() {
+        return Err(missing);
+    }
+    if has(&OID_X509_EXT_DELTA_CRL_INDICATOR) {
+        return Err(CrlRefusal::Delta);
+    }
+    Err(other())
 }
 
 /// The process-wide crypto provider: aws-lc-rs, so exactly one is compiled in.
@@ -83,9 +194,11 @@ pub fn certified_key_from_pem(
     cert_label: &str,
     key_label: &str,
 ) -> Result<CertifiedKey, CertError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .filter_map(Result::ok)
-        .collect();
+    let chain = pem_certificates(cert_pem).map_err(|(block, why)| CertError::BadPem {
+        path: cert_label.to_string(),
+        block,
+        why,
+    })?;
     if chain.is_empty() {
         return Err(CertError::NoCertificate(cert_label.to_string()));
     }
@@ -104,6 +217,25 @@ pub fn certified_key_from_pem(
         },
     })?;
     Ok(ck)
+}
+
+/// The certificates of a PEM text, in order. A malformed block is an error
+/// (its number among the blocks, from 1), never skipped: a skipped
+/// intermediate would serve a broken chain without a word. Blocks of other
+/// kinds are passed over.
+pub fn pem_certificates(
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, (usize, rustls_pki_types::pem::Error)> {
+    use rustls_pki_types::pem::SectionKind;
+    let mut certs = Vec::new();
+    for (n, item) in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).enumerate() {
+        match item {
+            Ok((SectionKind::Certificate, der)) => certs.push(CertificateDer::from(der)),
+            Ok(_) => {}
+            Err(why) => return Err((n + 1, why)),
+        }
+    }
+    Ok(certs)
 }
 
 /// Reads a certificate/key file pair.
@@ -250,12 +382,12 @@ impl rustls::server::danger::ClientCertVerifier for DepthLimited {
     }
 }
 
-/// A client-certificate verifier over trust anchors (DER) and CRLs (PEM).
-/// Anchors without a CRL stay usable: a policy lists CRLs only for the CAs
-/// that publish them.
+/// A client-certificate verifier over trust anchors and CRLs (both DER, as
+/// the bundle builder returns them). Anchors without a CRL stay usable: a
+/// policy lists CRLs only for the CAs that publish them.
 pub fn client_verifier(
     anchors: &[Vec<u8>],
-    crl_pem: Option<&str>,
+    crls: &[Vec<u8>],
     required: bool,
     verify_depth: u8,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, VerifierError> {
@@ -266,21 +398,30 @@ pub fn client_verifier(
             .add(CertificateDer::from(der.clone()))
             .map_err(VerifierError::AnchorRefused)?;
     }
-    let crls: Vec<CertificateRevocationListDer<'static>> = crl_pem
-        .map(|p| {
-            CertificateRevocationListDer::pem_slice_iter(p.as_bytes())
-                .filter_map(Result::ok)
-                .collect()
-        })
-        .unwrap_or_default();
     let mut builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .with_crls(crls)
+            .with_crls(
+                crls.iter()
+                    .map(|c| CertificateRevocationListDer::from(c.clone())),
+            )
             .allow_unknown_revocation_status();
     if !required {
         builder = builder.allow_unauthenticated();
     }
-    let inner = builder.build().map_err(VerifierError::Build)?;
+    let inner = builder.build().map_err(|e| match e {
+        // Name the CRL and the fix, as the bundle builder would have.
+        rustls::server::VerifierBuilderError::InvalidCrl(_) => crls
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| {
+                check_crl(c).err().map(|refusal| VerifierError::Crl {
+                    crl: i + 1,
+                    refusal,
+                })
+            })
+            .unwrap_or(VerifierError::Build(e)),
+        other => VerifierError::Build(other),
+    })?;
     Ok(Arc::new(DepthLimited {
         inner,
         max_intermediates: usize::from(verify_depth.max(1)) - 1,
@@ -438,8 +579,8 @@ mod tests {
         let direct = client(&root);
         let via_mid = client(&mid);
         let now = UnixTime::now();
-        let depth1 = client_verifier(&anchors, None, true, 1).unwrap();
-        let depth2 = client_verifier(&anchors, None, true, 2).unwrap();
+        let depth1 = client_verifier(&anchors, &[], true, 1).unwrap();
+        let depth2 = client_verifier(&anchors, &[], true, 2).unwrap();
         assert!(depth1.verify_client_cert(&direct, &[], now).is_ok());
         assert!(
             depth1
@@ -457,6 +598,188 @@ mod tests {
                 .verify_client_cert(&via_mid, &[mid.der().clone()], now)
                 .is_ok()
         );
+    }
+
+    /// A CA made with an ECDSA P-256 key (what [`RawCrl`] signs with).
+    fn ca_with_key(cn: &str) -> (CertifiedIssuer<'static, KeyPair>, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let copy = KeyPair::from_pem(&key.serialize_pem()).unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (CertifiedIssuer::self_signed(p, key).unwrap(), copy)
+    }
+
+    fn rustls_takes(anchor: &[u8], crl: &[u8]) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(anchor.to_vec())).unwrap();
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .with_crls([rustls_pki_types::CertificateRevocationListDer::from(
+                crl.to_vec(),
+            )])
+            .build()
+            .is_ok()
+    }
+
+    /// `check_crl` says yes exactly when rustls builds a verifier with the
+    /// CRL, and names what is missing when it does not.
+    #[test]
+    fn check_crl_is_the_rule_rustls_applies() {
+        use crate::testing::RawCrl;
+        let (ca, key) = ca_with_key("crl rule CA");
+        let missing_both = CrlRefusal::MissingExtensions {
+            crl_number: true,
+            authority_key_id: true,
+        };
+        let cases = [
+            (
+                "openssl without crlnumber",
+                RawCrl::extensionless(),
+                Err(missing_both.clone()),
+            ),
+            (
+                "version 2, no extensions",
+                RawCrl {
+                    v2: true,
+                    ..RawCrl::extensionless()
+                },
+                Err(missing_both),
+            ),
+            (
+                "openssl with crlnumber, no crl_extensions",
+                RawCrl {
+                    authority_key_id: false,
+                    ..RawCrl::conforming()
+                },
+                Ok(()),
+            ),
+            (
+                "authority key identifier only",
+                RawCrl {
+                    crl_number: false,
+                    ..RawCrl::conforming()
+                },
+                Ok(()),
+            ),
+            ("conforming", RawCrl::conforming(), Ok(())),
+            (
+                "no nextUpdate",
+                RawCrl {
+                    next_update: false,
+                    ..RawCrl::conforming()
+                },
+                Err(CrlRefusal::MissingNextUpdate),
+            ),
+        ];
+        for (name, raw, want) in cases {
+            let der = raw.der(ca.der(), &key);
+            let got = check_crl(&der);
+            assert_eq!(got, want, "{name}");
+            assert_eq!(got.is_ok(), rustls_takes(ca.der(), &der), "{name}");
+        }
+        // rcgen's CRLs, as the other tests make them, pass too.
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2035, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let der = params.signed_by(&ca).unwrap().der().to_vec();
+        assert_eq!(check_crl(&der), Ok(()));
+        assert!(rustls_takes(ca.der(), &der));
+    }
+
+    #[test]
+    fn a_refused_crl_says_what_is_missing_and_how_to_fix_it() {
+        let text = CrlRefusal::MissingExtensions {
+            crl_number: true,
+            authority_key_id: true,
+        }
+        .to_string();
+        for needle in [
+            "CRL Number and Authority Key Identifier",
+            "RFC 5280 section 5.2",
+            "openssl ca -gencrl",
+            "crlnumber",
+            "authorityKeyIdentifier=keyid:always",
+        ] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+        let one = CrlRefusal::MissingExtensions {
+            crl_number: false,
+            authority_key_id: true,
+        };
+        assert!(
+            one.to_string()
+                .starts_with("it lacks the Authority Key Identifier extension,")
+        );
+    }
+
+    #[test]
+    fn the_verifier_names_a_crl_it_cannot_use() {
+        use crate::testing::RawCrl;
+        let (ca, key) = ca_with_key("verifier CA");
+        let good = RawCrl::conforming().der(ca.der(), &key);
+        let bad = RawCrl::extensionless().der(ca.der(), &key);
+        let anchors = vec![ca.der().to_vec()];
+        match client_verifier(&anchors, &[good.clone(), bad], true, 1) {
+            Err(VerifierError::Crl { crl: 2, refusal }) => assert!(
+                matches!(refusal, CrlRefusal::MissingExtensions { .. }),
+                "{refusal}"
+            ),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("an extension-less CRL was accepted"),
+        }
+        // And a conforming hand-made CRL really revokes.
+        let leaf = client(&ca);
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+        let revoking = crate::testing::RawCrl::conforming()
+            .revoking(parsed.raw_serial())
+            .der(ca.der(), &key);
+        let v = client_verifier(&anchors, &[revoking], true, 1).unwrap();
+        assert!(matches!(
+            v.verify_client_cert(&leaf, &[], UnixTime::now()),
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked
+            ))
+        ));
+        assert!(client_verifier(&anchors, &[good], true, 1).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_pem_block_is_an_error_naming_its_number() {
+        let root = ca(None, "pem root");
+        let mid = ca(Some(&root), "pem intermediate");
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["pem.example.test".to_string()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "pem.example.test");
+        let leaf = p.signed_by(&key, &mid).unwrap();
+        let broken = "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n";
+        let chain = format!("{}{broken}", leaf.pem());
+        match pem_certificates(chain.as_bytes()) {
+            Err((2, _)) => {}
+            other => panic!("{other:?}"),
+        }
+        let err = certified_key_from_pem(
+            chain.as_bytes(),
+            key.serialize_pem().as_bytes(),
+            "Secret apps/web tls.crt",
+            "Secret apps/web tls.key",
+        )
+        .unwrap_err();
+        assert!(matches!(err, CertError::BadPem { block: 2, .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("Secret apps/web tls.crt: PEM block 2 is malformed"),
+            "{err}"
+        );
+        // The good chain alone still loads.
+        let good = format!("{}{}", leaf.pem(), mid.pem());
+        assert_eq!(pem_certificates(good.as_bytes()).unwrap().len(), 2);
     }
 
     #[test]

@@ -21,8 +21,11 @@
 //!   time starts working on its own;
 //! - the kept anchors are sorted by fingerprint, so the bundle bytes (and the
 //!   content hash) do not depend on the order of the sources;
-//! - every CRL must be signed by a kept anchor whose subject equals the CRL
-//!   issuer; an expired CRL (nextUpdate < now) is kept with a note.
+//! - every CRL must be one the TLS stack can use ([`crate::tls::check_crl`],
+//!   the same rule the proxy's verifier applies: a CRL without the RFC 5280
+//!   extensions is refused here, not silently at the data plane), and must
+//!   be signed by a kept anchor whose subject equals the CRL issuer; an
+//!   expired CRL (nextUpdate < now) is kept with a note.
 //!
 //! A fatal problem is a [`BundleError`]; the operator then keeps the last good
 //! bundle in place, so a bad edit never empties a live trust store.
@@ -114,6 +117,8 @@ pub struct Bundle {
     /// The CRLs as `X509 CRL` PEM blocks (sorted by SHA-256 of their DER,
     /// duplicates removed): the Secret's `ca.crl`. `None` when no CRL was given.
     pub crl_pem: Option<String>,
+    /// The same CRLs as DER, in the same order, for a TLS verifier.
+    pub crls: Vec<Vec<u8>>,
     /// The earliest notAfter of the kept anchors, unix seconds: when the
     /// operator must look again.
     pub not_after: Option<i64>,
@@ -236,18 +241,35 @@ pub enum PemProblem {
         /// The block's label.
         label: String,
     },
-    /// A BEGIN line whose END line never comes.
-    #[error("malformed PEM: a block has no matching END line")]
-    MissingEnd,
+    /// A BEGIN line whose END line never comes. `block` counts the
+    /// source's PEM blocks from 1.
+    #[error("malformed PEM: block {block} has no matching END line")]
+    MissingEnd {
+        /// Which block.
+        block: usize,
+    },
     /// A BEGIN line the PEM reader cannot read.
-    #[error("malformed PEM: a bad BEGIN line")]
-    BadBegin,
+    #[error("malformed PEM: block {block} has a bad BEGIN line")]
+    BadBegin {
+        /// Which block.
+        block: usize,
+    },
     /// A block whose body is not base64.
-    #[error("malformed PEM: bad base64 ({0})")]
-    Base64(String),
+    #[error("malformed PEM: block {block} is not valid base64 ({why})")]
+    Base64 {
+        /// Which block.
+        block: usize,
+        /// What the decoder said.
+        why: String,
+    },
     /// Anything else the PEM reader refused, in its words.
-    #[error("malformed PEM: {0}")]
-    Other(String),
+    #[error("malformed PEM: block {block}: {why}")]
+    Other {
+        /// Which block.
+        block: usize,
+        /// What the reader said.
+        why: String,
+    },
     /// A trust-anchor source without a `CERTIFICATE` block.
     #[error(
         "no CERTIFICATE block found (a block starts with a line \"-----BEGIN CERTIFICATE-----\" at the start of a line)"
@@ -320,6 +342,14 @@ pub enum CrlProblem {
         block: usize,
         /// What the parser said.
         why: x509_parser::nom::Err<X509Error>,
+    },
+    /// The TLS stack cannot use the CRL (the proxy would refuse it).
+    #[error("CRL {block} cannot be used: {refusal}")]
+    Refused {
+        /// Which CRL.
+        block: usize,
+        /// Why, and how to make one it accepts.
+        refusal: crate::tls::CrlRefusal,
     },
     /// No kept trust anchor has the CRL's issuer as subject.
     #[error(
@@ -482,10 +512,15 @@ pub fn build(
     }
 
     let anchors: Vec<Anchor> = kept.into_values().collect();
-    let crl_pem = if crls.is_empty() {
-        None
+    let (crl_pem, crls) = if crls.is_empty() {
+        (None, Vec::new())
     } else {
-        Some(check_crls(crls, &anchors, &dropped, now_unix, &mut notes)?)
+        let ders = check_crls(crls, &anchors, &dropped, now_unix, &mut notes)?;
+        let mut pem = String::new();
+        for der in &ders {
+            push_pem(&mut pem, "X509 CRL", der);
+        }
+        (Some(pem), ders)
     };
 
     let mut ca_pem = String::new();
@@ -497,19 +532,21 @@ pub fn build(
         fingerprints: anchors.iter().map(|a| a.fingerprint.clone()).collect(),
         ca_pem,
         crl_pem,
+        crls,
         notes,
         anchors,
     })
 }
 
-/// Parses and checks every CRL against the kept anchors; returns `ca.crl`.
+/// Parses and checks every CRL against the kept anchors; returns their DER
+/// in `ca.crl` order.
 fn check_crls(
     crls: &[PemInput],
     anchors: &[Anchor],
     dropped: &[(Vec<u8>, DropReason)],
     now_unix: i64,
     notes: &mut Vec<Note>,
-) -> Result<String, BundleError> {
+) -> Result<Vec<Vec<u8>>, BundleError> {
     // Parsing the anchors cannot fail: each was parsed from the same bytes.
     let parsed: Vec<(&Anchor, X509Certificate<'_>)> = anchors
         .iter()
@@ -547,6 +584,9 @@ fn check_crls(
                 Ok((_, crl)) => crl,
                 Err(why) => return Err(invalid(CrlProblem::Unparsable { block, why })),
             };
+            if let Err(refusal) = crate::tls::check_crl(&der) {
+                return Err(invalid(CrlProblem::Refused { block, refusal }));
+            }
             let issuer_raw = crl.issuer().as_raw();
             let issuer = name_or_empty(crl.issuer().to_string());
             let candidates: Vec<_> = parsed
@@ -605,11 +645,7 @@ fn check_crls(
         }
     }
 
-    let mut pem = String::new();
-    for der in out.values() {
-        push_pem(&mut pem, "X509 CRL", der);
-    }
-    Ok(pem)
+    Ok(out.into_values().collect())
 }
 
 /// Which PEM blocks a source may hold.
@@ -654,8 +690,10 @@ fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, PemProblem> {
     }
 
     let mut blocks = Vec::new();
-    for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes()) {
-        let (kind, der) = item.map_err(pem_problem)?;
+    for (n, item) in <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes()).enumerate() {
+        // Every block the reader returns is of the expected label (others
+        // were refused above), so `n` counts the source's blocks.
+        let (kind, der) = item.map_err(|e| pem_problem(n + 1, e))?;
         let wanted = match expect {
             Expect::Certificate => kind == SectionKind::Certificate,
             Expect::Crl => kind == SectionKind::Crl,
@@ -673,12 +711,15 @@ fn read_blocks(text: &str, expect: Expect) -> Result<Vec<Vec<u8>>, PemProblem> {
     Ok(blocks)
 }
 
-fn pem_problem(e: pem::Error) -> PemProblem {
+fn pem_problem(block: usize, e: pem::Error) -> PemProblem {
     match e {
-        pem::Error::MissingSectionEnd { .. } => PemProblem::MissingEnd,
-        pem::Error::IllegalSectionStart { .. } => PemProblem::BadBegin,
-        pem::Error::Base64Decode(why) => PemProblem::Base64(why),
-        other => PemProblem::Other(other.to_string()),
+        pem::Error::MissingSectionEnd { .. } => PemProblem::MissingEnd { block },
+        pem::Error::IllegalSectionStart { .. } => PemProblem::BadBegin { block },
+        pem::Error::Base64Decode(why) => PemProblem::Base64 { block, why },
+        other => PemProblem::Other {
+            block,
+            why: other.to_string(),
+        },
     }
 }
 
@@ -770,6 +811,8 @@ mod tests {
         crl_stranger: String,
         crl_impostor: String,
         crl_expired_ca: String,
+        /// Signed by `root`, version 1, no extensions (OpenSSL's default).
+        crl_root_extensionless: String,
     }
 
     fn ca_params(cn: &str, from: (i32, u8, u8), until: (i32, u8, u8)) -> CertificateParams {
@@ -841,6 +884,8 @@ mod tests {
                 crl_stranger: crl(&stranger, 1, (2026, 6, 1)),
                 crl_impostor: crl(&impostor, 1, (2026, 6, 1)),
                 crl_expired_ca: crl(&expired, 1, (2026, 6, 1)),
+                crl_root_extensionless: crate::testing::RawCrl::extensionless()
+                    .pem(root.der(), root.key()),
                 leaf_key_pem: leaf_key.serialize_pem(),
                 root,
                 intermediate,
@@ -1013,7 +1058,7 @@ mod tests {
                 want: Want::Error {
                     reason: "InvalidCertificate",
                     source: Some("junk"),
-                    says: "bad base64",
+                    says: "block 1 is not valid base64",
                 },
             },
             Case {
@@ -1036,7 +1081,7 @@ mod tests {
                 want: Want::Error {
                     reason: "InvalidCertificate",
                     source: Some("cut"),
-                    says: "no matching END line",
+                    says: "block 1 has no matching END line",
                 },
             },
             Case {
@@ -1127,6 +1172,46 @@ mod tests {
                     reason: "InvalidCRL",
                     source: Some("old-crl"),
                     says: "was dropped from them: expired at",
+                },
+            },
+            Case {
+                name: "CRL without extensions refused, naming what is missing and the fix",
+                anchors: vec![input("a", &root)],
+                crls: vec![input("no-ext", &f.crl_root_extensionless)],
+                want: Want::Error {
+                    reason: "InvalidCRL",
+                    source: Some("no-ext"),
+                    says: "CRL 1 cannot be used: it lacks the CRL Number and Authority Key \
+                           Identifier extensions, which RFC 5280 section 5.2 requires",
+                },
+            },
+            Case {
+                name: "the refused CRL is named by its number in the source",
+                anchors: vec![input("a", &root)],
+                crls: vec![input(
+                    "two",
+                    &format!("{}{}", f.crl_root, f.crl_root_extensionless),
+                )],
+                want: Want::Error {
+                    reason: "InvalidCRL",
+                    source: Some("two"),
+                    says: "CRL 2 cannot be used",
+                },
+            },
+            Case {
+                name: "a malformed CRL block is refused, not skipped",
+                anchors: vec![input("a", &root)],
+                crls: vec![input(
+                    "bad-block",
+                    &format!(
+                        "{}-----BEGIN X509 CRL-----\n!!not base64!!\n-----END X509 CRL-----\n",
+                        f.crl_root
+                    ),
+                )],
+                want: Want::Error {
+                    reason: "InvalidCRL",
+                    source: Some("bad-block"),
+                    says: "block 2 is not valid base64",
                 },
             },
             Case {

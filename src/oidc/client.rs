@@ -53,6 +53,22 @@ pub enum RootsError {
     /// Extra CA PEM was given but holds no usable certificate.
     #[error("the extra CA PEM holds no usable certificate")]
     NoCertificate,
+    /// A PEM block of the extra CA is malformed.
+    #[error("the extra CA PEM's block {block} is malformed: {why}")]
+    BadPem {
+        /// Which block, from 1.
+        block: usize,
+        /// What the PEM reader said.
+        why: rustls::pki_types::pem::Error,
+    },
+    /// A certificate of the extra CA is one rustls cannot use.
+    #[error("the extra CA PEM's certificate {certificate} is refused: {why}")]
+    BadCertificate {
+        /// Which certificate, from 1.
+        certificate: usize,
+        /// What rustls said.
+        why: rustls::Error,
+    },
     /// Neither the system bundle nor the extra PEM gave a certificate.
     #[error("no trusted CA: no system bundle and no extra CA given")]
     Empty,
@@ -69,6 +85,8 @@ pub fn root_store(
     if let Some(path) = system_bundle {
         match std::fs::read(path) {
             Ok(pem) => {
+                // The OS bundle is not ours to fix: one odd entry there
+                // must not cut off every issuer, so it is read leniently.
                 let certs = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok);
                 roots.add_parsable_certificates(certs);
             }
@@ -82,10 +100,17 @@ pub fn root_store(
         }
     }
     if !extra_pem.iter().all(u8::is_ascii_whitespace) {
-        let certs = CertificateDer::pem_slice_iter(extra_pem).filter_map(Result::ok);
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
+        // The configuration's own CAs: a bad block is an error, never skipped.
+        let certs = crate::tls::pem_certificates(extra_pem)
+            .map_err(|(block, why)| RootsError::BadPem { block, why })?;
+        if certs.is_empty() {
             return Err(RootsError::NoCertificate);
+        }
+        for (n, cert) in certs.into_iter().enumerate() {
+            roots.add(cert).map_err(|why| RootsError::BadCertificate {
+                certificate: n + 1,
+                why,
+            })?;
         }
     }
     if roots.is_empty() {
@@ -951,5 +976,13 @@ mod tests {
         ));
         let roots = root_store(Some(missing), Ca::pem().as_bytes()).unwrap();
         assert_eq!(roots.len(), 1);
+        // A malformed block next to a good one is an error, not skipped.
+        let broken = format!(
+            "{}-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+            Ca::pem()
+        );
+        let err = root_store(Some(missing), broken.as_bytes()).unwrap_err();
+        assert!(matches!(err, RootsError::BadPem { block: 2, .. }), "{err}");
+        assert!(err.to_string().contains("block 2"), "{err}");
     }
 }

@@ -573,7 +573,11 @@ fn invalid(error: String) -> IssuerProblem {
 async fn fetch_issuer(key: &IssuerKey) -> Result<u32, IssuerProblem> {
     let client: HttpClient = for_provider(key.ca_pem.as_deref()).map_err(|e| {
         let kind = match &e {
-            ClientSetupError::Roots(RootsError::NoCertificate) => ProblemKind::BadCa,
+            ClientSetupError::Roots(
+                RootsError::NoCertificate
+                | RootsError::BadPem { .. }
+                | RootsError::BadCertificate { .. },
+            ) => ProblemKind::BadCa,
             _ => ProblemKind::Unreachable,
         };
         IssuerProblem {

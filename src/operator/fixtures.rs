@@ -424,6 +424,138 @@ async fn api_errors_are_retried() {
     );
 }
 
+/// A CA's PEM, DER and key, for CRLs signed by hand.
+fn ca_with_key(cn: &str) -> (String, Vec<u8>, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), cert.der().to_vec(), key)
+}
+
+/// The standard policy, with a CRL from the same Secret (key ca.crl).
+fn crl_policy(status: Option<Value>) -> ClientAuthPolicy {
+    let mut p = serde_json::to_value(policy(status)).unwrap();
+    p["spec"]["revocation"] = json!([{"secretRef": {"name": "corp-ca", "key": "ca.crl"}}]);
+    serde_json::from_value(p).unwrap()
+}
+
+fn source_secret_with_crl(ca: &str, crl: &str) -> Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    secret(
+        "corp-ca",
+        json!({}),
+        json!({}),
+        json!({"ca.crt": b64(ca), "ca.crl": b64(crl)}),
+    )
+}
+
+/// A policy whose CRL the bundle builder refuses: not Ready, a Warning
+/// event, the failure counted, and no Secret written. Returns the status.
+async fn refused_crl(
+    ctx: &Arc<Context>,
+    api: &mut Verifier,
+    ca: &str,
+    crl: &str,
+) -> (Value, Value) {
+    let task = reconcile(crl_policy(None), ctx).await;
+    let source = source_secret_with_crl(ca, crl);
+    // trustAnchors[0], then revocation[0]: the same Secret, read per source.
+    api.get_source((StatusCode::OK, source.clone())).await;
+    api.get_source((StatusCode::OK, source)).await;
+    api.list_ingresses().await;
+    let status = api.patch_status().await;
+    let event = api.event().await;
+    task.await.unwrap().unwrap();
+    api.expect_no_more().await;
+    assert!(
+        !api.seen
+            .iter()
+            .any(|r| r.contains("/secrets/") && r.starts_with("PATCH")),
+        "no bundle Secret is written: {:?}",
+        api.seen
+    );
+    (status, event)
+}
+
+/// OpenSSL's default CRL (version 1, no extensions) is what rustls
+/// refuses: the operator must say so instead of reporting Synced.
+#[tokio::test]
+async fn a_crl_without_extensions_is_invalid_crl_with_the_fix() {
+    use crate::testing::RawCrl;
+    let (ctx, mut api, registry) = context();
+    let (ca, ca_der, key) = ca_with_key("Corp Clients CA");
+    let crl = RawCrl::extensionless().pem(&ca_der, &key);
+    let (status, event) = refused_crl(&ctx, &mut api, &ca, &crl).await;
+
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["type"], "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidCRL");
+    let msg = ready["message"].as_str().unwrap();
+    for needle in [
+        "spec.revocation[0] (Secret corp-ca, key ca.crl): CRL 1 cannot be used",
+        "lacks the CRL Number and Authority Key Identifier extensions",
+        "RFC 5280 section 5.2",
+        "openssl ca -gencrl",
+        "crlnumber",
+        "authorityKeyIdentifier=keyid:always",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} in {msg}");
+    }
+    assert!(status.get("bundle").is_none(), "no bundle was ever written");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InvalidCRL");
+    assert_eq!(event["note"], msg, "the event says what the condition says");
+    assert!(
+        telemetry::render(&registry)
+            .contains("tlsward_operator_reconcile_failures_total{reason=\"InvalidCRL\"} 1")
+    );
+
+    // A conforming CRL from the same CA fixes it: Synced, ca.crl written.
+    let good = RawCrl::conforming().pem(&ca_der, &key);
+    let task = reconcile(crl_policy(Some(status)), &ctx).await;
+    let source = source_secret_with_crl(&ca, &good);
+    api.get_source((StatusCode::OK, source.clone())).await;
+    api.get_source((StatusCode::OK, source)).await;
+    api.get_target(not_found("secrets", TARGET)).await;
+    let applied = api.apply_target().await;
+    api.list_ingresses().await;
+    let fixed = api.patch_status().await;
+    let written = api.event().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(decode(&applied["data"], "ca.crl"), good);
+    assert_eq!(fixed["conditions"][0]["status"], "True", "{fixed}");
+    assert_eq!(fixed["bundle"]["crls"], 1);
+    assert_eq!(written["reason"], "BundleUpdated");
+}
+
+#[tokio::test]
+async fn a_malformed_crl_block_is_invalid_crl_naming_the_block() {
+    use crate::testing::RawCrl;
+    let (ctx, mut api, _) = context();
+    let (ca, ca_der, key) = ca_with_key("Corp Clients CA");
+    let crl = format!(
+        "{}-----BEGIN X509 CRL-----\n!!not base64!!\n-----END X509 CRL-----\n",
+        RawCrl::conforming().pem(&ca_der, &key)
+    );
+    let (status, event) = refused_crl(&ctx, &mut api, &ca, &crl).await;
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["reason"], "InvalidCRL");
+    let msg = ready["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("spec.revocation[0] (Secret corp-ca, key ca.crl): malformed PEM: block 2"),
+        "{msg}"
+    );
+    assert_eq!(event["reason"], "InvalidCRL");
+}
+
 #[test]
 fn source_changes_map_to_the_policies_that_read_them() {
     use super::{SourceKind, policies_for_source};

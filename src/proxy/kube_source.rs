@@ -2,7 +2,6 @@
 //! Any watch event rebuilds the world from the stores and swaps in a new
 //! snapshot, exactly as a directory change does.
 
-use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,7 +134,7 @@ pub async fn run(
         s5.boxed(),
         s6.boxed(),
     ]);
-    let mut exported = HashSet::new();
+    let mut exported = super::Exported::default();
     let mut is_ready = false;
     loop {
         // Drive the watches until the stores are complete, then on each event.

@@ -29,11 +29,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::manifests::{self, Document, ManifestError};
-use crate::telemetry::{self, ExpiryLabels, Outcome, ProxyMetrics, ReloadLabels};
-use problem::{Issue, Problem};
+use crate::telemetry::{self, ExpiryLabels, HostErrorLabels, Outcome, ProxyMetrics, ReloadLabels};
+use problem::{HostErrorKind, Issue, Problem};
 use server::{Limits, Shared};
 use snapshot::Snapshot;
 use world::World;
@@ -120,8 +120,16 @@ fn now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
+/// The labelled series the last [`publish`] set, so the next one can
+/// remove those that no longer apply.
+#[derive(Debug, Default)]
+pub struct Exported {
+    expiry: HashSet<ExpiryLabels>,
+    host_errors: HashSet<HostErrorLabels>,
+}
+
 /// Swaps in a new snapshot and brings the metrics in line with it.
-pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLabels>) {
+pub fn publish(shared: &Shared, next: Snapshot, exported: &mut Exported) {
     let next = if shared.limits.session_resumption {
         next
     } else {
@@ -132,9 +140,36 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLab
     } else {
         Outcome::Failure
     };
+    let mut host_errors = HashSet::new();
     for p in &next.problems {
-        warn!(object = %p.object, problem = %p.issue, "configuration problem");
+        let refused = p.issue.refused_host();
+        match refused {
+            // A refused CRL leaves older revocations in force (or the host
+            // unserved): never a quiet warning.
+            Some((host, serving, e)) if e.kind() == HostErrorKind::InvalidCrl => error!(
+                object = %p.object,
+                host,
+                serving = serving.as_str(),
+                problem = %p.issue,
+                "configuration problem"
+            ),
+            _ => warn!(object = %p.object, problem = %p.issue, "configuration problem"),
+        }
+        if let Some((host, serving, e)) = refused {
+            host_errors.insert(HostErrorLabels {
+                host: host.to_string(),
+                reason: e.kind().as_str(),
+                serving: serving.as_str(),
+            });
+        }
     }
+    for labels in &host_errors {
+        shared.metrics.host_errors.get_or_create(labels).set(1);
+    }
+    for gone in exported.host_errors.difference(&host_errors) {
+        shared.metrics.host_errors.remove(gone);
+    }
+    exported.host_errors = host_errors;
     shared
         .metrics
         .reloads
@@ -159,10 +194,10 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut HashSet<ExpiryLab
             now_exported.insert(labels);
         }
     }
-    for gone in exported.difference(&now_exported) {
+    for gone in exported.expiry.difference(&now_exported) {
         shared.metrics.certificate_expiry.remove(gone);
     }
-    *exported = now_exported;
+    exported.expiry = now_exported;
     let sources: Vec<host_auth::KeySource> = next
         .hosts()
         .filter_map(|h| h.auth.as_deref())
@@ -292,7 +327,7 @@ fn start_directory_source(
     stop_rx: &watch::Receiver<bool>,
 ) {
     let mut source = DirectorySource::new(dir);
-    let mut exported = HashSet::new();
+    let mut exported = Exported::default();
     let (world, problems) = source.poll().unwrap_or_default();
     let classes = snapshot::Classes::named(&args.ingress_class);
     let mut first = Snapshot::build(&world, &classes, &Snapshot::default(), now());

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::admission::CLIENT_AUTH_ANNOTATION;
-use crate::clientauth::SourceKind;
 use crate::clientauth::bundle::BundleError;
+use crate::clientauth::{FailureReason, SourceKind};
 use crate::manifests::ManifestError;
 use crate::tls::{CertError, VerifierError};
 
@@ -82,7 +82,10 @@ pub enum Issue {
     InvalidHsts(super::hsts::HstsError),
     /// The host's new TLS configuration is broken; the last good one is
     /// still served.
-    #[error("{error}; keeping the last good configuration for {host}")]
+    #[error(
+        "{error}; keeping the last good configuration for {host}{}",
+        stale_revocations(error)
+    )]
     KeptLastGood {
         /// The host.
         host: String,
@@ -98,6 +101,113 @@ pub enum Issue {
         /// What is broken.
         error: Box<HostError>,
     },
+}
+
+/// Says what keeping the last good configuration means when the refused
+/// part is a CRL: revocations published since are not enforced.
+fn stale_revocations(error: &HostError) -> &'static str {
+    if error.kind() == HostErrorKind::InvalidCrl {
+        ", whose older CRLs stay in force: certificates revoked since are still accepted until the CRL is fixed"
+    } else {
+        ""
+    }
+}
+
+/// What a host serves while its new configuration is refused: the
+/// `serving` label of `tlsward_proxy_host_config_errors`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Serving {
+    /// `last_good`: its previous configuration.
+    LastGood,
+    /// `none`: nothing; its handshakes are refused (fail closed).
+    Nothing,
+}
+
+impl Serving {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Serving::LastGood => "last_good",
+            Serving::Nothing => "none",
+        }
+    }
+}
+
+impl Issue {
+    /// For a host whose new configuration was refused: the host, what it
+    /// serves instead, and why.
+    pub fn refused_host(&self) -> Option<(&str, Serving, &HostError)> {
+        match self {
+            Issue::KeptLastGood { host, error } => Some((host, Serving::LastGood, error)),
+            Issue::NotServed { host, error } => Some((host, Serving::Nothing, error)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a host's configuration was refused, coarsely: the `reason` label of
+/// `tlsward_proxy_host_config_errors`, which alerts match on.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostErrorKind {
+    /// `tls_secret`: the TLS Secret is missing or unusable.
+    TlsSecret,
+    /// `policy_not_found`: the bound ClientAuthPolicy does not exist.
+    PolicyNotFound,
+    /// `source_not_found`: a policy source's Secret, ConfigMap or key is missing.
+    SourceNotFound,
+    /// `invalid_certificate`: a trust-anchor source is not a clean set of certificates.
+    InvalidCertificate,
+    /// `invalid_crl`: a revocation source is refused.
+    InvalidCrl,
+    /// `no_valid_anchors`: every anchor was dropped.
+    NoValidAnchors,
+    /// `tls_config`: rustls refused the host's configuration otherwise.
+    TlsConfig,
+    /// `auth_config`: the policy's token or login settings are unusable.
+    AuthConfig,
+}
+
+impl HostErrorKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostErrorKind::TlsSecret => "tls_secret",
+            HostErrorKind::PolicyNotFound => "policy_not_found",
+            HostErrorKind::SourceNotFound => "source_not_found",
+            HostErrorKind::InvalidCertificate => "invalid_certificate",
+            HostErrorKind::InvalidCrl => "invalid_crl",
+            HostErrorKind::NoValidAnchors => "no_valid_anchors",
+            HostErrorKind::TlsConfig => "tls_config",
+            HostErrorKind::AuthConfig => "auth_config",
+        }
+    }
+}
+
+impl HostError {
+    /// Which kind of fault this is.
+    pub fn kind(&self) -> HostErrorKind {
+        match self {
+            HostError::SecretNotFound { .. }
+            | HostError::SecretKeyMissing { .. }
+            | HostError::Certificate(_) => HostErrorKind::TlsSecret,
+            HostError::PolicyNotFound { .. } => HostErrorKind::PolicyNotFound,
+            HostError::SourceNotFound { .. }
+            | HostError::SourceKeyMissing { .. }
+            | HostError::NoSource { .. } => HostErrorKind::SourceNotFound,
+            HostError::Bundle { error, .. } => match error.reason() {
+                FailureReason::InvalidCrl => HostErrorKind::InvalidCrl,
+                FailureReason::NoValidAnchors => HostErrorKind::NoValidAnchors,
+                _ => HostErrorKind::InvalidCertificate,
+            },
+            HostError::Verifier {
+                error: VerifierError::Crl { .. },
+                ..
+            } => HostErrorKind::InvalidCrl,
+            HostError::Verifier { .. } | HostError::ServerConfig(_) => HostErrorKind::TlsConfig,
+            HostError::Auth { .. } => HostErrorKind::AuthConfig,
+        }
+    }
 }
 
 /// Why a host's TLS configuration cannot be built. Clone: one broken Secret

@@ -638,7 +638,7 @@ fn policy_tls(
     let ders: Vec<Vec<u8>> = b.anchors.iter().map(|a| a.der.clone()).collect();
     let verifier = tls::client_verifier(
         &ders,
-        b.crl_pem.as_deref(),
+        &b.crls,
         p.spec.mode == ClientAuthMode::Require,
         p.spec.verify_depth,
     )
@@ -875,6 +875,88 @@ mod tests {
             let text = p.issue.to_string();
             text.contains("missing") && text.contains("is not served")
         }));
+    }
+
+    /// The documented decision for a CRL rustls cannot use: keep the last
+    /// good host (its older CRL included) and report it; fail closed
+    /// without one.
+    #[test]
+    fn a_refused_crl_keeps_the_last_good_host_or_is_not_served() {
+        use super::super::problem::{HostErrorKind, Serving};
+        use crate::testing::RawCrl;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "snapshot client CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let world = |crl: &RawCrl| {
+            let docs: Vec<crate::manifests::Document> = [
+                tls_secret("crl-tls", "crl.apps.example.com"),
+                ingress("crl", "crl.apps.example.com", "crl-tls", Some("crl")),
+                json!({"apiVersion": "tlsward.io/v1alpha1", "kind": "ClientAuthPolicy",
+                       "metadata": {"name": "crl", "namespace": "apps"},
+                       "spec": {"trustAnchors": [{"inline": ca.pem()}],
+                                "revocation": [{"inline": crl.pem(ca.der(), &key)}]}}),
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| crate::manifests::Document {
+                source: "t".into(),
+                index: i + 1,
+                value,
+            })
+            .collect();
+            World::from_documents(&docs).0
+        };
+        let classes = Classes::named("tlsward");
+        let now = 1_795_392_000;
+        let good = Snapshot::build(
+            &world(&RawCrl::conforming()),
+            &classes,
+            &Snapshot::default(),
+            now,
+        );
+        assert!(good.problems.is_empty(), "{:?}", good.problems);
+        let served = good.lookup("crl.apps.example.com").unwrap().clone();
+
+        let bad = world(&RawCrl::extensionless());
+        let kept = Snapshot::build(&bad, &classes, &good, now);
+        assert!(Arc::ptr_eq(
+            kept.lookup("crl.apps.example.com").unwrap(),
+            &served
+        ));
+        let [problem] = kept.problems.as_slice() else {
+            panic!("{:?}", kept.problems)
+        };
+        let (host, serving, error) = problem.issue.refused_host().unwrap();
+        assert_eq!(
+            (host, serving, error.kind()),
+            (
+                "crl.apps.example.com",
+                Serving::LastGood,
+                HostErrorKind::InvalidCrl
+            )
+        );
+        let text = problem.to_string();
+        assert!(
+            text.contains(
+                "spec.revocation[0] (inline): CRL 1 cannot be used: it lacks the CRL Number"
+            ) && text.contains("whose older CRLs stay in force"),
+            "{text}"
+        );
+
+        let fresh = Snapshot::build(&bad, &classes, &Snapshot::default(), now);
+        assert!(
+            fresh.lookup("crl.apps.example.com").is_none(),
+            "fail closed"
+        );
+        let (_, serving, error) = fresh.problems[0].issue.refused_host().unwrap();
+        assert_eq!(
+            (serving, error.kind()),
+            (Serving::Nothing, HostErrorKind::InvalidCrl)
+        );
     }
 
     #[test]

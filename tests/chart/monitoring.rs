@@ -166,6 +166,18 @@ fn prometheus_rules_pass_promtool_check() {
             "critical",
         ),
         (
+            "TlswardProxyCrlRefused",
+            "tlsward_proxy_host_config_errors{reason=\"invalid_crl\"}",
+            "> 0",
+            "critical",
+        ),
+        (
+            "TlswardProxyHostConfigRefused",
+            "tlsward_proxy_host_config_errors{reason!=\"invalid_crl\"}",
+            "> 0",
+            "warning",
+        ),
+        (
             "TlswardReconcileFailures",
             "increase(tlsward_operator_reconcile_failures_total[15m]) > 0",
             "",
@@ -201,7 +213,7 @@ fn prometheus_rules_pass_promtool_check() {
     );
     let text = output_text(&out);
     assert!(out.status.success(), "promtool check rules:\n{text}");
-    assert!(text.contains("SUCCESS: 8 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 10 rules found"), "{text}");
 
     // promtool really checks: a broken expression fails.
     let mut broken = rules.clone();
@@ -275,6 +287,26 @@ fn prometheus_alerts_fire_when_they_should() {
                      "exp_alerts": [alert("TlswardIssuerHasNoKeys", json!({"severity": "critical", "issuer": "https://never.example"}))]},
                     {"eval_time": "70m", "alertname": "TlswardIssuerKeysStale",
                      "exp_alerts": [alert("TlswardIssuerKeysStale", json!({"severity": "warning", "issuer": "https://down.example"}))]},
+                ],
+            },
+            {
+                // Two proxy replicas refuse host a's CRL and keep its last good
+                // configuration; host b's Secret is broken, a lesser alert;
+                // host c was refused for a minute only: no alert.
+                "interval": "1m",
+                "input_series": [
+                    {"series": "tlsward_proxy_host_config_errors{host=\"a.example.com\",reason=\"invalid_crl\",serving=\"last_good\",pod=\"p1\"}", "values": "1+0x40"},
+                    {"series": "tlsward_proxy_host_config_errors{host=\"a.example.com\",reason=\"invalid_crl\",serving=\"last_good\",pod=\"p2\"}", "values": "1+0x40"},
+                    {"series": "tlsward_proxy_host_config_errors{host=\"b.example.com\",reason=\"tls_secret\",serving=\"last_good\",pod=\"p1\"}", "values": "1+0x40"},
+                    {"series": "tlsward_proxy_host_config_errors{host=\"c.example.com\",reason=\"invalid_crl\",serving=\"none\",pod=\"p1\"}", "values": "1 _x40"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "TlswardProxyCrlRefused", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "TlswardProxyCrlRefused",
+                     "exp_alerts": [alert("TlswardProxyCrlRefused", json!({"severity": "critical", "host": "a.example.com", "serving": "last_good"}))]},
+                    {"eval_time": "10m", "alertname": "TlswardProxyHostConfigRefused", "exp_alerts": []},
+                    {"eval_time": "20m", "alertname": "TlswardProxyHostConfigRefused",
+                     "exp_alerts": [alert("TlswardProxyHostConfigRefused", json!({"severity": "warning", "host": "b.example.com", "reason": "tls_secret", "serving": "last_good"}))]},
                 ],
             },
             {

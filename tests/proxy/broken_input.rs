@@ -1,10 +1,13 @@
-//! Broken input keeps the last good configuration: a Secret with bad PEM,
-//! a key that does not match its certificate, a policy without valid trust
-//! anchors, or a file that is not YAML leaves the affected host served as
-//! before, is reported (log and `tlsward_proxy_config_problems`) until
-//! fixed, and does not hold back changes to other hosts. Uses the real
-//! `tlsward proxy` binary in directory mode, rcgen certificates, the echo
-//! upstream and the rustls client.
+//! Broken input keeps the last good configuration: a Secret with bad PEM
+//! (a malformed block anywhere in the chain), a key that does not match its
+//! certificate, a policy without valid trust anchors, a CRL rustls cannot
+//! use (OpenSSL's default, without extensions), or a file that is not YAML
+//! leaves the affected host served as before, is reported (log,
+//! `tlsward_proxy_config_problems`, `tlsward_proxy_host_config_errors`)
+//! until fixed, and does not hold back changes to other hosts. With no last
+//! good configuration (a fresh start), such a host is not served. Uses the
+//! real `tlsward proxy` binary in directory mode, rcgen certificates, CRLs
+//! from the real `openssl ca`, the echo upstream and the rustls client.
 
 use std::time::{Duration, Instant};
 
@@ -329,4 +332,243 @@ async fn broken_file_stays_reported_after_an_unrelated_reload() {
         "secret-one.yaml is still not YAML, yet tlsward_proxy_config_problems is {}",
         t.problems()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_block_in_a_certificate_chain_keeps_the_last_good_certificate() {
+    let t = TwoHosts::start().await;
+    // A new leaf whose intermediate block is damaged: once, this block was
+    // skipped and the leaf served alone, without a word.
+    let next = t.server_ca.server(&[ONE], "one-v2", 2031);
+    let chain = format!(
+        "{}-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+        next.cert_pem
+    );
+    write_yaml(
+        t.dir(),
+        "secret-one.yaml",
+        &[tls_secret("one-tls", &chain, &next.key_pem)],
+    );
+    t.roll_two("two-v2").await;
+    t.one_unchanged().await;
+    t.assert_reported(&[
+        "Secret default/one-tls tls.crt: PEM block 2 is malformed",
+        "keeping the last good configuration for one.example.test",
+    ]);
+    assert_eq!(
+        t.proxy.metric(
+            "tlsward_proxy_host_config_errors",
+            &[
+                ("host", ONE),
+                ("reason", "tls_secret"),
+                ("serving", "last_good")
+            ]
+        ),
+        1.0,
+        "{}",
+        t.proxy.metrics()
+    );
+    t.repair_one().await;
+    assert_eq!(
+        t.proxy.metric("tlsward_proxy_host_config_errors", &[]),
+        0.0,
+        "the series goes once the Secret is fixed"
+    );
+}
+
+/// What the proxy says about a CRL without extensions, wherever it is.
+const NO_EXTENSIONS: &[&str] = &[
+    "CRL 1 cannot be used: it lacks the CRL Number and Authority Key Identifier extensions, which RFC 5280 section 5.2 requires",
+    "openssl ca -gencrl",
+    "crlnumber",
+    "authorityKeyIdentifier=keyid:always",
+];
+
+/// The log line reporting `needle`, which must be an ERROR.
+fn error_line(proxy: &Proxy, needle: &str) -> String {
+    let log = proxy.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("configuration problem") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no problem line with {needle:?}:\n{log}"))
+        .to_string();
+    assert!(line.contains(" ERROR "), "not an ERROR line: {line}");
+    line
+}
+
+fn set_client_ca_crl(w: &World, crl: &str) {
+    let path = w.config.path().join("secrets.json");
+    let mut list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for item in list["items"].as_array_mut().unwrap() {
+        if item["metadata"]["name"] == "client-ca" {
+            item["stringData"]["ca.crl"] = json!(crl);
+        }
+    }
+    common::write_atomic(&path, &list.to_string());
+}
+
+/// The documented decision for a refused CRL on a running proxy: the host
+/// keeps its last good configuration, older revocations included, and the
+/// refusal is an ERROR line and a metric an alert fires on; never silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crl_without_extensions_keeps_the_last_good_crl_and_says_so() {
+    let w = World::start(&[]);
+    assert_eq!(w.get(A, "/", Some(&w.good)).await.unwrap().status, 200);
+    // The CA revokes the good client too, publishing with OpenSSL's
+    // defaults: a version 1 CRL that OpenSSL accepts and rustls does not.
+    let crl = w
+        .client_ca
+        .openssl_crl(&[&w.revoked, &w.good], OpensslCrl::Default);
+    set_client_ca_crl(&w, &crl);
+    let refused = [
+        ("host", A),
+        ("reason", "invalid_crl"),
+        ("serving", "last_good"),
+    ];
+    assert_eq!(
+        w.proxy
+            .wait_metric("tlsward_proxy_host_config_errors", &refused, |v| v == 1.0),
+        1.0,
+        "{}\n{}",
+        w.proxy.metrics(),
+        w.proxy.log()
+    );
+    let mut needles = NO_EXTENSIONS.to_vec();
+    needles.extend([
+        "spec.revocation[0] (Secret client-ca, key ca.crl)",
+        "keeping the last good configuration for a.example.test, whose older CRLs stay in force",
+    ]);
+    assert!(w.proxy.wait_log(&needles), "{}", w.proxy.log());
+    error_line(
+        &w.proxy,
+        "keeping the last good configuration for a.example.test",
+    );
+
+    // Served as before: the older CRL, which does not list the good client,
+    // and still lists the revoked one.
+    assert_eq!(w.get(A, "/", Some(&w.good)).await.unwrap().status, 200);
+    assert!(w.get(A, "/", Some(&w.revoked)).await.is_err());
+    assert_eq!(w.proxy.wait_handshake_failures("revoked", 1.0), 1.0);
+    // Hosts of other policies are not affected.
+    assert_eq!(
+        w.proxy
+            .metric("tlsward_proxy_host_config_errors", &[("host", B)]),
+        0.0
+    );
+    assert_eq!(w.get(B, "/", Some(&w.good)).await.unwrap().status, 200);
+
+    // The CRL made as the message says is applied: the good client is
+    // refused from now on, and the metric clears.
+    let fixed = w
+        .client_ca
+        .openssl_crl(&[&w.revoked, &w.good], OpensslCrl::Conforming);
+    set_client_ca_crl(&w, &fixed);
+    let took = time_until(Instant::now(), Duration::from_secs(5), || async {
+        w.get(A, "/", Some(&w.good)).await.is_err()
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "the conforming CRL never applied:\n{}",
+        w.proxy.log()
+    );
+    assert!(w.proxy.wait_handshake_failures("revoked", 2.0) >= 2.0);
+    assert_eq!(
+        w.proxy
+            .wait_metric("tlsward_proxy_host_config_errors", &[], |v| v == 0.0),
+        0.0
+    );
+}
+
+/// With no last good configuration, a host whose CRL is refused is not
+/// served at all (fail closed), with the same message; so is one whose CRL
+/// source holds a malformed block. Other hosts are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_crl_on_a_fresh_start_is_not_served() {
+    const THREE: &str = "three.example.test";
+    let server_ca = Ca::new("fresh-crl server CA");
+    let client_ca = Ca::new("fresh-crl client CA");
+    let server = server_ca.server(&[ONE, TWO, THREE], "fresh-crl", 2030);
+    let good = client_ca.client(ClientSpec::named("good-client"));
+    let revoked = client_ca.client(ClientSpec::named("revoked-client"));
+    let default_crl = client_ca.openssl_crl(&[&revoked], OpensslCrl::Default);
+    let conforming = client_ca.openssl_crl(&[&revoked], OpensslCrl::Conforming);
+    let damaged =
+        format!("{conforming}-----BEGIN X509 CRL-----\n!!not base64!!\n-----END X509 CRL-----\n");
+    let upstream = Upstream::start("echo");
+    let config = tempfile::tempdir().unwrap();
+    let anchors = inline(&[&client_ca.pem()]);
+    let root: &[(&str, &str, &str)] = &[("Prefix", "/", "echo")];
+    let host = |name: &str, bound: &str, h: &str| {
+        ingress(
+            name,
+            Some(bound),
+            "fresh-tls",
+            &[Rule {
+                host: h,
+                paths: root,
+            }],
+        )
+    };
+    write_json(
+        config.path(),
+        "all.json",
+        &[
+            tls_secret("fresh-tls", &server.cert_pem, &server.key_pem),
+            service("echo", &[upstream.addr]),
+            policy(
+                "p-one",
+                json!({"trustAnchors": anchors, "revocation": inline(&[&default_crl])}),
+            ),
+            policy(
+                "p-two",
+                json!({"trustAnchors": anchors, "revocation": inline(&[&conforming])}),
+            ),
+            policy(
+                "p-three",
+                json!({"trustAnchors": anchors, "revocation": inline(&[&damaged])}),
+            ),
+            host("one", "p-one", ONE),
+            host("two", "p-two", TWO),
+            host("three", "p-three", THREE),
+        ],
+    );
+    let proxy = Proxy::start(config.path(), &[]);
+    let cfg = |leaf| client_config(&server_ca, Some(leaf), &[b"http/1.1"]);
+
+    for h in [ONE, THREE] {
+        assert!(
+            get_once(proxy.https, h, cfg(&good), "/").await.is_err(),
+            "{h} must not be served"
+        );
+        assert_eq!(
+            proxy.metric(
+                "tlsward_proxy_host_config_errors",
+                &[("host", h), ("reason", "invalid_crl"), ("serving", "none")]
+            ),
+            1.0,
+            "{}",
+            proxy.metrics()
+        );
+    }
+    assert!(proxy.wait_handshake_failures("unknown_sni", 2.0) >= 2.0);
+    let mut needles = NO_EXTENSIONS.to_vec();
+    needles.extend([
+        "ClientAuthPolicy default/p-one: spec.revocation[0] (inline)",
+        "one.example.test is not served",
+        "ClientAuthPolicy default/p-three: spec.revocation[0] (inline): malformed PEM: block 2 is not valid base64",
+    ]);
+    assert!(proxy.wait_log(&needles), "{}", proxy.log());
+    error_line(&proxy, "one.example.test is not served");
+
+    // The conforming CRL is enforced on its host.
+    let two = get_once(proxy.https, TWO, cfg(&good), "/").await.unwrap();
+    assert_eq!(two.status, 200);
+    assert!(
+        get_once(proxy.https, TWO, cfg(&revoked), "/")
+            .await
+            .is_err()
+    );
+    assert_eq!(proxy.wait_handshake_failures("revoked", 1.0), 1.0);
 }

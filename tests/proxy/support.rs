@@ -264,6 +264,64 @@ impl Ca {
     }
 }
 
+/// What `openssl ca -gencrl` is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpensslCrl {
+    /// No `crlnumber` and no `crl_extensions`: OpenSSL then writes a
+    /// version 1 CRL without extensions, which OpenSSL itself accepts and
+    /// rustls refuses.
+    Default,
+    /// `crlnumber` and `authorityKeyIdentifier=keyid:always` in
+    /// `crl_extensions`: the RFC 5280 CRL the docs tell users to make.
+    Conforming,
+}
+
+impl Ca {
+    /// A CRL made by the real `openssl ca -gencrl` from this CA, revoking
+    /// `revoked`, in a throwaway CA directory.
+    pub fn openssl_crl(&self, revoked: &[&Leaf], kind: OpensslCrl) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("ca.crt"), self.pem()).unwrap();
+        std::fs::write(d.join("ca.key"), self.issuer.key().serialize_pem()).unwrap();
+        std::fs::write(d.join("index.txt"), "").unwrap();
+        let mut cnf = format!(
+            "[ca]\ndefault_ca = crl_ca\n[crl_ca]\ndatabase = {0}/index.txt\n\
+             default_md = sha256\ndefault_crl_days = 30\ncertificate = {0}/ca.crt\n\
+             private_key = {0}/ca.key\n",
+            d.display()
+        );
+        if kind == OpensslCrl::Conforming {
+            std::fs::write(d.join("crlnumber"), "01\n").unwrap();
+            cnf.push_str(&format!(
+                "crlnumber = {}/crlnumber\ncrl_extensions = crl_ext\n\
+                 [crl_ext]\nauthorityKeyIdentifier = keyid:always\n",
+                d.display()
+            ));
+        }
+        std::fs::write(d.join("ca.cnf"), cnf).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl must be installed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for (i, leaf) in revoked.iter().enumerate() {
+            let file = format!("revoked-{i}.crt");
+            std::fs::write(d.join(&file), &leaf.cert_pem).unwrap();
+            openssl(&["ca", "-config", "ca.cnf", "-revoke", &file]);
+        }
+        openssl(&["ca", "-config", "ca.cnf", "-gencrl", "-out", "ca.crl"]);
+        std::fs::read_to_string(d.join("ca.crl")).unwrap()
+    }
+}
+
 impl Leaf {
     /// The same certificate, sent followed by `cas` (as a client that
     /// presents its chain, or its whole bundle including the root, does).
