@@ -62,6 +62,23 @@ if ! command -v promtool >/dev/null; then
   fi
 fi
 
+# testssl.sh scans the proxy's and the webhook's TLS (tests/proxy/scanners.rs,
+# tests/webhook.rs): Debian's package.
+if ! command -v testssl >/dev/null && ! command -v testssl.sh >/dev/null; then
+  echo "installing testssl.sh with apt"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq testssl.sh >/dev/null
+fi
+
+# cargo-deny checks the dependency graph (scripts/deny.toml): licenses,
+# sources, banned crates, one version of the TLS and HTTP stacks. Built from
+# crates.io at a pinned version into .tools/bin.
+CARGO_DENY_VERSION="0.20.2"
+if ! "$TOOLS/bin/cargo-deny" --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+  echo "installing cargo-deny $CARGO_DENY_VERSION with cargo install"
+  cargo install -q --locked --root "$TOOLS" cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+
 # kubernetes-validate: offline schema validation of the manifests we ship.
 if ! command -v kubernetes-validate >/dev/null; then
   echo "installing kubernetes-validate with pip"
@@ -91,10 +108,10 @@ else
 fi
 
 export PATH="$TOOLS/bin:$PATH"
-for tool in kubectl helm promtool openssl curl kubernetes-validate; do
+for tool in kubectl helm promtool openssl curl kubernetes-validate cargo-deny testssl; do
   if ! command -v "$tool" >/dev/null; then
     echo "error: $tool is still missing after install" >&2
     exit 1
   fi
 done
-echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); helm $(helm version --template '{{.Version}}'); $(promtool --version 2>&1 | head -1); $(openssl version); oidc-provider $(node -p 'require("./tests/oidc-provider/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo missing)"
+echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); helm $(helm version --template '{{.Version}}'); $(promtool --version 2>&1 | head -1); $(openssl version); $(cargo-deny --version); testssl $(testssl --version 2>/dev/null | grep -o '3\.[0-9.]*' | head -1); oidc-provider $(node -p 'require("./tests/oidc-provider/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo missing)"

@@ -536,3 +536,19 @@ fn tls_below_1_2_is_refused() {
         assert!(err.contains("alert"), "{old}: {err}");
     }
 }
+
+/// testssl.sh against the webhook's port: nothing rated MEDIUM or worse
+/// that tlsward controls (the test certificate's content is not its).
+#[test]
+fn testssl_finds_nothing_medium_or_worse_on_the_webhook() {
+    let w = Webhook::start(None, &[]);
+    let findings = common::testssl("localhost", w.port);
+    let serious = common::testssl_serious(&findings, common::TESTSSL_CERTIFICATE_CONTENT);
+    assert!(serious.is_empty(), "{serious:#?}");
+    let hsts = findings.iter().find(|f| f.id == "HSTS").unwrap();
+    assert!(hsts.finding.starts_with("365 days"), "{hsts:?}");
+    for id in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        let f = findings.iter().find(|f| f.id == id).unwrap();
+        assert!(f.finding.starts_with("not offered"), "{f:?}");
+    }
+}

@@ -318,7 +318,29 @@ fn admission_router(app: Arc<App>) -> Router {
             "/mutate",
             post(|State(app): State<Arc<App>>, body: Body| answer(app, Hook::Mutate, body)),
         )
+        // Explicit, so that the layer below covers unknown paths too.
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: use /validate or /mutate\n") })
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
+}
+
+/// Added to every answer of the admission port. The API server ignores
+/// them; a browser or scanner that reaches the port is told not to sniff,
+/// frame or cache what may hold an object's content, and to stay on HTTPS.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::header::{self, HeaderValue};
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    resp
 }
 
 /// Reads a body of at most [`MAX_BODY_BYTES`] and answers it. The limit is

@@ -343,3 +343,80 @@ pub fn apply_patch(object: &Value, response: &Value) -> Value {
     }
     out
 }
+
+/// A testssl.sh finding.
+#[derive(Debug)]
+pub struct TestsslFinding {
+    pub id: String,
+    pub severity: String,
+    pub finding: String,
+}
+
+/// Findings about the certificate's own content, which the certificate's
+/// issuer (cert-manager, a CA) decides, not tlsward: the test PKI is not
+/// publicly trusted, is valid for years and names no CRL or OCSP URL, and
+/// no CAA record exists for a test name.
+pub const TESTSSL_CERTIFICATE_CONTENT: &[&str] = &[
+    "cert_chain_of_trust",
+    "cert_validityPeriod",
+    "cert_revocation",
+    "cert_ocspURL",
+    "cert_crlDistributionPoints",
+    "DNS_CAArecord",
+];
+
+/// Runs testssl.sh (all default checks) against `host` on 127.0.0.1:`port`
+/// and returns its findings. Panics when testssl is missing or its scan
+/// fails, so a scanner that did not run never passes.
+pub fn testssl(host: &str, port: u16) -> Vec<TestsslFinding> {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("findings.json");
+    let bin = ["testssl", "testssl.sh"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+        .expect("testssl.sh must be installed (scripts/install-test-tools.sh)");
+    let out = Command::new(bin)
+        .args(["--quiet", "--color", "0", "--warnings", "off", "--ip", "127.0.0.1"])
+        .arg("--jsonfile")
+        .arg(&json)
+        .arg(format!("{host}:{port}"))
+        .output()
+        .expect("run testssl");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!(
+            "testssl wrote no findings ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let found: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let findings: Vec<TestsslFinding> = found
+        .iter()
+        .map(|f| TestsslFinding {
+            id: f["id"].as_str().unwrap_or_default().to_string(),
+            severity: f["severity"].as_str().unwrap_or_default().to_string(),
+            finding: f["finding"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect();
+    assert!(
+        !findings.iter().any(|f| f.severity == "FATAL"),
+        "the scan failed: {findings:#?}"
+    );
+    assert!(
+        findings.iter().any(|f| f.id == "TLS1_3" && f.finding.starts_with("offered")),
+        "the scan did not reach the server: {findings:#?}"
+    );
+    findings
+}
+
+/// The findings rated MEDIUM or worse, but for `allowed` ids.
+pub fn testssl_serious<'f>(
+    findings: &'f [TestsslFinding],
+    allowed: &[&str],
+) -> Vec<&'f TestsslFinding> {
+    findings
+        .iter()
+        .filter(|f| matches!(f.severity.as_str(), "MEDIUM" | "HIGH" | "CRITICAL"))
+        .filter(|f| !allowed.contains(&f.id.as_str()))
+        .collect()
+}

@@ -13,5 +13,6 @@ mod limits;
 mod protocols;
 mod reload;
 mod routing;
+mod scanners;
 mod shutdown;
 mod tls_verification;
