@@ -3,6 +3,8 @@
 //! kubectl-made objects.
 #![allow(dead_code)]
 
+pub mod h2raw;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -224,6 +226,21 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or("")
         .to_string();
     Ok((status, body))
+}
+
+/// A bare TLS stream to 127.0.0.1:`port` for `localhost`, offering `alpn`
+/// (for hand-written requests).
+pub async fn tls_connect(
+    port: u16,
+    cfg: &rustls::ClientConfig,
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Box<dyn std::error::Error + Send + Sync>> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut cfg = cfg.clone();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?)
 }
 
 /// A keep-alive HTTPS/1.1 connection that verifies the server.
