@@ -120,6 +120,31 @@ pub struct ConnLimits {
 }
 
 impl ConnLimits {
+    /// The limits as flags give them, in seconds; a maximum age or a
+    /// keep-alive interval of 0 turns that off.
+    pub fn from_flags(
+        header_read_timeout: u64,
+        idle_timeout: u64,
+        max_header_bytes: usize,
+        max_age: u64,
+        drain_timeout: u64,
+        h2_keep_alive_interval: u64,
+        h2_keep_alive_timeout: u64,
+    ) -> Self {
+        let secs = Duration::from_secs;
+        Self {
+            header_read_timeout: secs(header_read_timeout),
+            idle_timeout: secs(idle_timeout),
+            max_header_bytes,
+            max_age: (max_age > 0).then(|| secs(max_age)),
+            drain_timeout: secs(drain_timeout),
+            h2_keep_alive: (h2_keep_alive_interval > 0).then(|| KeepAlive {
+                interval: secs(h2_keep_alive_interval),
+                timeout: secs(h2_keep_alive_timeout),
+            }),
+        }
+    }
+
     /// When `activity`'s connection reaches its maximum age.
     fn max_age_at(&self, activity: &Activity) -> Option<Instant> {
         use std::hash::BuildHasher;

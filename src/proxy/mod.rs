@@ -28,7 +28,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::conn::{ConnLimits, KeepAlive};
+use crate::conn::ConnLimits;
 use crate::manifests::{self, Document, ManifestError};
 use crate::telemetry::{self, ExpiryLabels, Outcome, ProxyMetrics, ReloadLabels};
 use problem::{Issue, Problem};
@@ -137,19 +137,15 @@ pub struct ProxyArgs {
 impl ProxyArgs {
     /// The per-connection HTTP limits the flags set.
     fn conn_limits(&self) -> ConnLimits {
-        let secs = Duration::from_secs;
-        ConnLimits {
-            header_read_timeout: secs(self.header_read_timeout_seconds),
-            idle_timeout: secs(self.idle_timeout_seconds),
-            max_header_bytes: self.max_header_bytes,
-            max_age: (self.max_connection_age_seconds > 0)
-                .then(|| secs(self.max_connection_age_seconds)),
-            drain_timeout: secs(self.max_connection_age_grace_seconds),
-            h2_keep_alive: (self.h2_keepalive_interval_seconds > 0).then(|| KeepAlive {
-                interval: secs(self.h2_keepalive_interval_seconds),
-                timeout: secs(self.h2_keepalive_timeout_seconds),
-            }),
-        }
+        ConnLimits::from_flags(
+            self.header_read_timeout_seconds,
+            self.idle_timeout_seconds,
+            self.max_header_bytes,
+            self.max_connection_age_seconds,
+            self.max_connection_age_grace_seconds,
+            self.h2_keepalive_interval_seconds,
+            self.h2_keepalive_timeout_seconds,
+        )
     }
 }
 
