@@ -61,7 +61,8 @@ where
     let reason = tokio::select! {
         r = served.as_mut() => {
             return match r {
-                Ok(()) => None,
+                // The client left; perhaps after a request asked to close.
+                Ok(()) => activity.close_requested(),
                 // On h2 only the keep-alive PING times out inside hyper.
                 Err(e) if e.is_timeout() => Some(CloseReason::KeepAliveTimeout),
                 Err(e) => {

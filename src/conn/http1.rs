@@ -336,7 +336,9 @@ where
     let end = if released && !draining && !failed {
         End::Released
     } else {
-        End::Closed(reason)
+        // hyper may end the session by itself before the close a request
+        // asked for is seen (a 408 leaves its body unread): still that.
+        End::Closed(reason.or_else(|| activity.close_requested()))
     };
     Ended {
         io,

@@ -309,9 +309,10 @@ impl Activity {
             return Ok(r);
         }
         let started = self.started.load(Ordering::Acquire);
-        // Busy connections are looked at again after an idle period; their
-        // idle deadline can only be later than that.
-        let mut next = now + limits.idle_timeout;
+        // Busy connections are looked at again after an idle period (a
+        // second at least, so a zero timeout cannot spin); their idle
+        // deadline can only be later than that.
+        let mut next = now + limits.idle_timeout.max(Duration::from_secs(1));
         let mut check = |at: Instant, reason: CloseReason| {
             if at <= now {
                 Err(reason)

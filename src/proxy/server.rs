@@ -306,7 +306,16 @@ async fn serve_connection(
         })
     };
     let closed = if h2 {
-        crate::conn::h2::serve(tls, &limits.conn, activity, service, shutdown).await
+        // Boxed, so that the idle HTTP/1.1 connection's task (the common
+        // case, and what the memory figures measure) is not sized for h2's.
+        Box::pin(crate::conn::h2::serve(
+            tls,
+            &limits.conn,
+            activity,
+            service,
+            shutdown,
+        ))
+        .await
     } else {
         crate::conn::http1::serve(tls, &limits.conn, activity, service, shutdown).await
     };
