@@ -13,8 +13,9 @@
 //!    among `TLSWARD_LOAD_POLICIES` (default 10,000), as one multi-document
 //!    YAML file each.
 //! 3. Starts three servers as child processes on 127.0.0.1:
-//!    - `baseline`: `examples/baseline_webhook.rs`, the same axum-server +
-//!      rustls stack answering a fixed AdmissionReview without parsing;
+//!    - `baseline`: `examples/baseline_webhook.rs`, axum-server + rustls
+//!      (tlsward's stack before it served with hyper under its connection
+//!      limits) answering a fixed AdmissionReview without parsing;
 //!    - `tlsward`: `tlsward webhook --client-auth-policies <1 policy>`;
 //!    - `tlsward-10k`: `tlsward webhook --client-auth-policies <10,000>`.
 //!

@@ -1,5 +1,6 @@
 //! The floor the webhook is measured against (see `benches/webhook_load.rs`
-//! and docs/benchmarks.md): the same HTTPS stack as `tlsward webhook`
+//! and docs/benchmarks.md): the HTTPS stack `tlsward webhook` had before it
+//! served with hyper directly under `tlsward::conn`'s connection limits
 //! (axum-server 0.9, rustls with the aws-lc-rs provider, TLS 1.3 and 1.2,
 //! ALPN h2 and http/1.1, a multi-threaded tokio runtime with one worker per
 //! core) answering `POST /validate` with a fixed AdmissionReview. The body is

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod check;
 pub mod clientauth;
+pub mod conn;
 mod fast_hash;
 pub mod labels;
 pub mod manifests;

@@ -357,6 +357,22 @@ impl EncodeLabelSet for HandshakeLabels {
     }
 }
 
+impl EncodeLabelValue for crate::conn::CloseReason {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
+
+/// Labels of the connections-closed counters (proxy and webhook).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// The limit that closed the connection.
+    pub reason: crate::conn::CloseReason,
+}
+
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HostCodeLabels {
@@ -547,6 +563,8 @@ pub struct ProxyMetrics {
     pub certificate_expiry: Family<ExpiryLabels, prometheus_client::metrics::gauge::Gauge>,
     /// Authentication results by host, method and result.
     pub authentications: Family<AuthLabels, Counter>,
+    /// Connections closed by a limit, by reason.
+    pub connections_closed: Family<CloseLabels, Counter>,
     /// The issuers' key caches.
     pub issuers: IssuerMetrics,
 }
@@ -566,6 +584,7 @@ impl ProxyMetrics {
             host_errors: Family::default(),
             certificate_expiry: Family::default(),
             authentications: Family::default(),
+            connections_closed: Family::default(),
             issuers: IssuerMetrics::default(),
         };
         registry.register(
@@ -613,8 +632,20 @@ impl ProxyMetrics {
             "Authentication results by host, method (bearer, session, login, public) and result (ok or why not)",
             m.authentications.clone(),
         );
+        registry.register(
+            "tlsward_proxy_connections_closed",
+            "HTTPS connections closed by a limit, by reason (preface_timeout, header_timeout, idle_timeout, keepalive_timeout, max_age)",
+            m.connections_closed.clone(),
+        );
         registry.register_collector(Box::new(m.issuers.clone()));
         m
+    }
+
+    /// Counts a connection a limit closed.
+    pub fn connection_closed(&self, reason: crate::conn::CloseReason) {
+        self.connections_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
     }
 
     /// Counts one authentication result.
@@ -671,9 +702,13 @@ mod label_tests {
                 serving: "last_good",
             })
             .set(1);
+        proxy.connection_closed(crate::conn::CloseReason::PrefaceTimeout);
+        proxy.connection_closed(crate::conn::CloseReason::MaxAge);
         let text = render(&registry);
         for line in [
             r#"tlsward_proxy_host_config_errors{host="a.example.com",reason="invalid_crl",serving="last_good"} 1"#,
+            r#"tlsward_proxy_connections_closed_total{reason="preface_timeout"} 1"#,
+            r#"tlsward_proxy_connections_closed_total{reason="max_age"} 1"#,
             r#"tlsward_proxy_tls_handshakes_total{result="success",reason=""} 1"#,
             r#"tlsward_proxy_tls_handshakes_total{result="failure",reason="unknown_ca"} 1"#,
             r#"tlsward_operator_reconciles_total{result="success"} 1"#,

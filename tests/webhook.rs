@@ -552,3 +552,162 @@ fn testssl_finds_nothing_medium_or_worse_on_the_webhook() {
         assert!(f.finding.starts_with("not offered"), "{f:?}");
     }
 }
+
+/// Waits (up to 5 s) until the webhook's scrape has `line`.
+fn wait_metric_line(w: &Webhook, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = w.metrics();
+        if m.contains(line) || Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes `chunks` to `s` one every 300 ms until the server closes the
+/// connection; what was read, and how long the close took (`None` if the
+/// connection outlived every chunk and 4 s more).
+async fn trickle<S>(s: S, chunks: Vec<Vec<u8>>) -> Option<(String, Duration)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut r, mut wr) = tokio::io::split(s);
+    let limit = Duration::from_millis(300) * chunks.len() as u32 + Duration::from_secs(4);
+    let writer = tokio::spawn(async move {
+        for c in chunks {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if wr.write_all(&c).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+        }
+        // Keep the write side open: the server must close, not the client.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(limit, r.read_to_end(&mut buf)).await;
+    writer.abort();
+    closed.ok().map(|_| {
+        (
+            String::from_utf8_lossy(&buf).into_owned(),
+            started.elapsed(),
+        )
+    })
+}
+
+/// Slow clients do not keep the webhook's connections: a head trickled
+/// past the header-read timeout is cut off; a body trickled past the
+/// body-read timeout gets 408 and the connection is closed, on HTTP/1.1
+/// and h2; an h2 connection that only sends its preface is closed; an
+/// idle HTTP/1.1 connection is closed at the idle timeout, which is its own
+/// limit. Each is counted by reason. These connections stayed open for
+/// minutes before.
+#[tokio::test]
+async fn slow_silent_and_idle_connections_are_closed_by_their_limits() {
+    use common::h2raw::{self, H2Raw};
+    let w = Webhook::start(
+        None,
+        &[
+            "--header-read-timeout-seconds",
+            "1",
+            "--body-read-timeout-seconds",
+            "1",
+            "--idle-timeout-seconds",
+            "2",
+        ],
+    );
+    let cfg = w.ca.client_config();
+    let post = "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n";
+
+    // HTTP/1.1: a head sent one header line at a time, for 6 s.
+    let s = tls_connect(w.port, &cfg, b"http/1.1").await.unwrap();
+    let mut head = vec![post.as_bytes().to_vec()];
+    head.extend((0..20).map(|i| format!("x-slow-{i}: 1\r\n").into_bytes()));
+    let (_, took) = trickle(s, head).await.expect("a trickled head is cut off");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let m = wait_metric_line(
+        &w,
+        r#"tlsward_webhook_connections_closed_total{reason="header_timeout"} 1"#,
+    );
+    assert!(m.contains(r#"{reason="header_timeout"} 1"#), "{m}");
+
+    // HTTP/1.1: a whole head, then the body a byte at a time.
+    let s = tls_connect(w.port, &cfg, b"http/1.1").await.unwrap();
+    let mut slow_body = vec![format!("{post}Content-Length: 1000\r\n\r\n").into_bytes()];
+    slow_body.extend((0..20).map(|_| b" ".to_vec()));
+    let (text, took) = trickle(s, slow_body)
+        .await
+        .expect("a trickled body is cut off");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+
+    // h2: the preface and SETTINGS, then nothing.
+    let mut silent = H2Raw::new(tls_connect(w.port, &cfg, b"h2").await.unwrap());
+    silent.start().await.unwrap();
+    let ended = silent
+        .until_closed(Duration::from_secs(5), false)
+        .await
+        .expect("a silent h2 connection is closed");
+    assert!(ended.goaway.is_some(), "{ended:?}");
+
+    // h2: HEADERS, then DATA a byte at a time.
+    let mut c = H2Raw::new(tls_connect(w.port, &cfg, b"h2").await.unwrap());
+    c.start().await.unwrap();
+    c.request(
+        1,
+        "POST",
+        "localhost",
+        "/validate",
+        &[("content-type", "application/json")],
+        true,
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut frames = Vec::new();
+    while started.elapsed() < Duration::from_secs(8) {
+        let _ = c.send(&h2raw::frame(h2raw::DATA, 0, 1, b" ")).await;
+        match tokio::time::timeout(Duration::from_millis(300), c.read_frame()).await {
+            Ok(Ok(Some(f))) => frames.push(f),
+            Ok(Ok(None) | Err(_)) => break,
+            Err(_) => {}
+        }
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert!(
+        frames.iter().any(|f| f.kind == h2raw::GOAWAY),
+        "GOAWAY: {frames:?}"
+    );
+    let answer: String = frames
+        .iter()
+        .filter(|f| f.kind == h2raw::DATA && f.stream == 1)
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .collect();
+    assert!(answer.contains("request body not received"), "{answer:?}");
+
+    // HTTP/1.1: a request answered (405: GET), then nothing. Closed after
+    // the 2 s idle timeout, not the 1 s header-read timeout.
+    let s = tls_connect(w.port, &cfg, b"http/1.1").await.unwrap();
+    let get = b"GET /validate HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
+    let (text, took) = trickle(s, vec![get])
+        .await
+        .expect("an idle connection is closed");
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    for line in [
+        r#"tlsward_webhook_connections_closed_total{reason="header_timeout"} 1"#,
+        r#"tlsward_webhook_connections_closed_total{reason="body_timeout"} 2"#,
+        r#"tlsward_webhook_connections_closed_total{reason="preface_timeout"} 1"#,
+        r#"tlsward_webhook_connections_closed_total{reason="idle_timeout"} 1"#,
+    ] {
+        let m = wait_metric_line(&w, line);
+        assert!(m.contains(line), "{line} missing from\n{m}");
+    }
+}

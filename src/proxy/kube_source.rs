@@ -274,9 +274,14 @@ mod tests {
             ProxyMetrics::register(&mut registry),
             Limits {
                 handshake_timeout: Duration::from_secs(1),
-                header_read_timeout: Duration::from_secs(1),
-                idle_timeout: Duration::from_secs(1),
-                max_header_bytes: 8192,
+                conn: crate::conn::ConnLimits {
+                    header_read_timeout: Duration::from_secs(1),
+                    idle_timeout: Duration::from_secs(1),
+                    max_header_bytes: 8192,
+                    max_age: None,
+                    drain_timeout: Duration::from_secs(1),
+                    h2_keep_alive: None,
+                },
                 max_connections: 10,
                 upstream_connect_timeout: Duration::from_secs(1),
                 upstream_response_timeout: Duration::from_secs(1),

@@ -7,7 +7,6 @@ pub mod authority;
 mod github;
 pub mod host_auth;
 pub mod hsts;
-mod http1;
 pub mod identity;
 pub mod kube_source;
 mod login_flow;
@@ -31,6 +30,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::conn::ConnLimits;
 use crate::manifests::{self, Document, ManifestError};
 use crate::telemetry::{self, ExpiryLabels, HostErrorLabels, Outcome, ProxyMetrics, ReloadLabels};
 use problem::{HostErrorKind, Issue, Problem};
@@ -82,17 +82,40 @@ pub struct ProxyArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub session_resumption: bool,
     /// Time allowed to send a request head, in seconds, counted from its
-    /// first byte (slowloris guard).
+    /// first byte (slowloris guard); HTTP/1.1 and h2 (a header block, and
+    /// the first request after the handshake).
     #[arg(long, default_value_t = 10)]
     pub header_read_timeout_seconds: u64,
-    /// How long an idle HTTP/1.1 keep-alive connection is kept open waiting
-    /// for its next request, in seconds. Idle connections hold no HTTP
-    /// buffers, only their TLS state.
+    /// How long a connection with no request in flight is kept open waiting
+    /// for its next request, in seconds (HTTP/1.1 keep-alive and h2). Idle
+    /// HTTP/1.1 connections hold no HTTP buffers, only their TLS state.
     #[arg(long, default_value_t = 75)]
     pub idle_timeout_seconds: u64,
-    /// Largest request head, in bytes.
+    /// Largest request head, in bytes: the whole HTTP/1.1 head (431 above
+    /// it), the h2 header list size.
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_header_bytes: usize,
+    /// Maximum age of an HTTPS connection, in seconds; 0 for none. An older
+    /// connection is asked to close (h2 GOAWAY, HTTP/1.1 `Connection:
+    /// close` after the current response), so clients reconnect and
+    /// re-handshake against the current certificates, CAs and CRLs. Each
+    /// connection's limit is up to 10% shorter, so that connections opened
+    /// together do not reconnect together. WebSocket tunnels are exempt.
+    #[arg(long, default_value_t = 3600)]
+    pub max_connection_age_seconds: u64,
+    /// How long a connection asked to close (maximum age, a timeout, or
+    /// shutdown) may take to finish its in-flight requests, in seconds,
+    /// before it is closed hard.
+    #[arg(long, default_value_t = 30)]
+    pub max_connection_age_grace_seconds: u64,
+    /// h2 keep-alive: send a PING after this many seconds without frames
+    /// from the client; 0 (the default) sends none.
+    #[arg(long, default_value_t = 0)]
+    pub h2_keepalive_interval_seconds: u64,
+    /// h2 keep-alive: close the connection when a PING is not answered
+    /// within this many seconds.
+    #[arg(long, default_value_t = 20)]
+    pub h2_keepalive_timeout_seconds: u64,
     /// Connections served at once.
     #[arg(long, default_value_t = 16384)]
     pub max_connections: usize,
@@ -111,6 +134,21 @@ pub struct ProxyArgs {
     /// How long connections may drain on SIGTERM, in seconds.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+}
+
+impl ProxyArgs {
+    /// The per-connection HTTP limits the flags set.
+    fn conn_limits(&self) -> ConnLimits {
+        ConnLimits::from_flags(
+            self.header_read_timeout_seconds,
+            self.idle_timeout_seconds,
+            self.max_header_bytes,
+            self.max_connection_age_seconds,
+            self.max_connection_age_grace_seconds,
+            self.h2_keepalive_interval_seconds,
+            self.h2_keepalive_timeout_seconds,
+        )
+    }
 }
 
 /// Longest time between two snapshot builds: expiry is evaluated at build.
@@ -367,9 +405,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let metrics = ProxyMetrics::register(&mut registry);
     let limits = Limits {
         handshake_timeout: Duration::from_secs(args.handshake_timeout_seconds),
-        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
-        idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
-        max_header_bytes: args.max_header_bytes,
+        conn: args.conn_limits(),
         max_connections: args.max_connections,
         upstream_connect_timeout: Duration::from_secs(args.upstream_connect_timeout_seconds),
         upstream_response_timeout: Duration::from_secs(args.upstream_response_timeout_seconds),

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::LazyConfigAcceptor;
@@ -27,6 +27,7 @@ use super::identity::{self, ClientIdentity};
 use super::snapshot::{HostEntry, Snapshot};
 use super::upstream::{PooledBody, Upstream, UpstreamError};
 use crate::clientauth::ForwardClientCert;
+use crate::conn::{Activity, ConnLimits, TrackedBody};
 use crate::telemetry::HandshakeLabels::{self, Failure};
 use crate::telemetry::{HostCodeLabels, ProxyMetrics};
 use crate::tls::HandshakeFailure;
@@ -39,13 +40,8 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 pub struct Limits {
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive request headers (slowloris).
-    pub header_read_timeout: Duration,
-    /// How long an HTTP/1.1 keep-alive connection may wait for its next
-    /// request.
-    pub idle_timeout: Duration,
-    /// Largest request head accepted.
-    pub max_header_bytes: usize,
+    /// Each HTTPS connection's HTTP limits (header, idle, age, ...).
+    pub conn: ConnLimits,
     /// Connections served at once; more wait in the kernel backlog.
     pub max_connections: usize,
     /// Time allowed to connect to an endpoint (else 502).
@@ -102,8 +98,8 @@ struct Connection {
     peer: SocketAddr,
     /// `X-Forwarded-For`: the peer's address, formatted once.
     forwarded_for: HeaderValue,
-    /// What this connection's HTTP/1.1 requests report to its driver.
-    activity: Arc<super::http1::Activity>,
+    /// What this connection's requests report to its driver.
+    activity: Arc<Activity>,
     /// The worker's upstream pool.
     upstream: Arc<Upstream>,
 }
@@ -239,7 +235,7 @@ async fn serve_connection(
     peer: SocketAddr,
     shared: &Arc<Shared>,
     upstream: Arc<Upstream>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
     let limits = &shared.limits;
@@ -328,48 +324,38 @@ async fn serve_connection(
     // RFC 9113 3.2), so serve it directly: no preface sniffing, and the
     // connection task is sized for one protocol rather than the larger of
     // the two.
-    if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
-        let svc_shared = shared.clone();
-        // Boxed: hyper spawns a task per stream and moves the service's
-        // future into it; a pointer is cheaper to move than the whole
-        // request future, whose copies showed in h2 profiles as memmove.
-        let service = hyper::service::service_fn(move |req| {
-            let (conn, shared) = (conn.clone(), svc_shared.clone());
-            Box::pin(async move { Ok::<_, Infallible>(handle(req, &conn, &shared).await) })
-        });
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_header_list_size(limits.max_header_bytes as u32);
-        let mut served = Box::pin(builder.serve_connection(TokioIo::new(tls), service));
-        tokio::select! {
-            r = served.as_mut() => {
-                if let Err(e) = r {
-                    debug!(%peer, error = %e, "connection ended");
-                }
-            }
-            _ = shutdown.changed() => {
-                served.as_mut().graceful_shutdown();
-                let _ = served.await;
-            }
-        }
+    let activity = conn.activity.clone();
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let svc_shared = shared.clone();
+    // Boxed: hyper spawns a task per h2 stream and moves the service's
+    // future into it; a pointer is cheaper to move than the whole request
+    // future, whose copies showed in h2 profiles as memmove. HTTP/1.1
+    // needs the future Unpin.
+    let service = move |req| {
+        let in_flight = conn.activity.start();
+        let (conn, shared) = (conn.clone(), svc_shared.clone());
+        Box::pin(async move {
+            let resp = handle(req, &conn, &shared).await;
+            Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
+        })
+    };
+    let closed = if h2 {
+        // Boxed, so that the idle HTTP/1.1 connection's task (the common
+        // case, and what the memory figures measure) is not sized for h2's.
+        Box::pin(crate::conn::h2::serve(
+            tls,
+            &limits.conn,
+            activity,
+            service,
+            shutdown,
+        ))
+        .await
     } else {
-        let settings = super::http1::Settings {
-            header_read_timeout: limits.header_read_timeout,
-            max_buf_size: limits.max_header_bytes.max(8192),
-            idle_timeout: limits.idle_timeout,
-        };
-        let activity = conn.activity.clone();
-        let svc_shared = shared.clone();
-        let service = move |req| {
-            let in_flight = conn.activity.start();
-            let (conn, shared) = (conn.clone(), svc_shared.clone());
-            Box::pin(async move {
-                let resp = handle(req, &conn, &shared).await;
-                Ok::<_, Infallible>(resp.map(|b| super::http1::TrackedBody::new(b, in_flight)))
-            })
-        };
-        super::http1::serve(tls, &settings, activity, service, shutdown).await;
+        crate::conn::http1::serve(tls, &limits.conn, activity, service, shutdown).await
+    };
+    if let Some(reason) = closed {
+        debug!(%peer, reason = reason.as_str(), "connection closed by a limit");
+        shared.metrics.connection_closed(reason);
     }
 }
 

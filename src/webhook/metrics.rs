@@ -11,7 +11,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::review::{Hook, Operation, ReviewVerdict};
-use crate::telemetry::ReloadLabels;
+use crate::conn::CloseReason;
+use crate::telemetry::{CloseLabels, ReloadLabels};
 
 impl EncodeLabelValue for Hook {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -74,6 +75,8 @@ pub struct WebhookMetrics {
     pub policy_reloads: Family<ReloadLabels, Counter>,
     /// Serving certificate reloads.
     pub certificate_reloads: Family<ReloadLabels, Counter>,
+    /// Connections closed by a limit, by reason.
+    pub connections_closed: Family<CloseLabels, Counter>,
     /// Handles to the series a review touches, found in the families once:
     /// a family lookup hashes the labels with SipHash under a lock, on
     /// every review. A handle shares its series with the family.
@@ -95,6 +98,7 @@ impl WebhookMetrics {
             }),
             policy_reloads: Family::default(),
             certificate_reloads: Family::default(),
+            connections_closed: Family::default(),
             review_series: std::array::from_fn(|_| OnceLock::new()),
             duration_series: std::array::from_fn(|_| OnceLock::new()),
         };
@@ -118,7 +122,19 @@ impl WebhookMetrics {
             "Serving certificate reloads by result",
             m.certificate_reloads.clone(),
         );
+        registry.register(
+            "tlsward_webhook_connections_closed",
+            "HTTPS connections closed by a limit, by reason (preface_timeout, header_timeout, body_timeout, idle_timeout, keepalive_timeout, max_age)",
+            m.connections_closed.clone(),
+        );
         m
+    }
+
+    /// Counts a connection a limit closed.
+    pub fn connection_closed(&self, reason: CloseReason) {
+        self.connections_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
     }
 
     /// Counts a review in `tlsward_webhook_reviews`.
@@ -165,8 +181,10 @@ mod tests {
         m.observe_duration(Hook::Validate, 0.001);
         m.observe_duration(Hook::Validate, 0.002);
         m.observe_duration(Hook::Mutate, 0.003);
+        m.connection_closed(CloseReason::BodyTimeout);
         let text = render(&registry);
         for line in [
+            r#"tlsward_webhook_connections_closed_total{reason="body_timeout"} 1"#,
             r#"tlsward_webhook_reviews_total{webhook="validate",operation="CREATE",verdict="allowed"} 3"#,
             r#"tlsward_webhook_reviews_total{webhook="mutate",operation="unknown",verdict="bad_request"} 1"#,
             r#"tlsward_webhook_review_duration_seconds_count{webhook="validate"} 2"#,

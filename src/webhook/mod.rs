@@ -4,6 +4,7 @@
 pub mod metrics;
 pub mod review;
 pub mod selfsigned;
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,8 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::admission::Context;
 use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
+use crate::conn::{CloseReason, ConnLimits};
 use crate::labels::Selector;
 use crate::manifests::{self, ManifestError};
 use crate::policy::{IngressTlsPolicy, PolicyError};
@@ -90,6 +91,64 @@ pub struct WebhookArgs {
     /// How long in-flight requests may take to finish on SIGTERM, in seconds.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+    /// TLS handshake timeout, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_timeout_seconds: u64,
+    /// Time allowed to send a request head, in seconds, counted from its
+    /// first byte (HTTP/1.1 and h2); the first request must also be complete
+    /// this long after the handshake.
+    #[arg(long, default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+    /// Time allowed to send a request body, in seconds, counted from the end
+    /// of its head. A slower body gets 408 and its connection is closed.
+    #[arg(long, default_value_t = 10)]
+    pub body_read_timeout_seconds: u64,
+    /// How long a connection with no request in flight is kept open, in
+    /// seconds. Longer than the 90 s for which Go's HTTP client (the API
+    /// server's) keeps an idle connection by default, so on HTTP/1.1 the
+    /// client closes first and no review races the server's close.
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout_seconds: u64,
+    /// Largest request head, in bytes: the whole HTTP/1.1 head (431 above
+    /// it), the h2 header list size.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Maximum age of a connection, in seconds; 0 for none. An older one is
+    /// asked to close (h2 GOAWAY, HTTP/1.1 `Connection: close`), which
+    /// spreads the API server's long-lived connections over the replicas
+    /// again after a rollout. Each connection's limit is up to 10% shorter.
+    #[arg(long, default_value_t = 600)]
+    pub max_connection_age_seconds: u64,
+    /// How long a connection asked to close (maximum age, a timeout) may
+    /// take to finish its in-flight reviews, in seconds, before it is
+    /// closed hard.
+    #[arg(long, default_value_t = 30)]
+    pub max_connection_age_grace_seconds: u64,
+    /// h2 keep-alive: send a PING after this many seconds without frames
+    /// from the client; 0 (the default) sends none.
+    #[arg(long, default_value_t = 0)]
+    pub h2_keepalive_interval_seconds: u64,
+    /// h2 keep-alive: close the connection when a PING is not answered
+    /// within this many seconds.
+    #[arg(long, default_value_t = 20)]
+    pub h2_keepalive_timeout_seconds: u64,
+}
+
+impl WebhookArgs {
+    fn serve_settings(&self) -> serve::Settings {
+        serve::Settings {
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_seconds),
+            conn: ConnLimits::from_flags(
+                self.header_read_timeout_seconds,
+                self.idle_timeout_seconds,
+                self.max_header_bytes,
+                self.max_connection_age_seconds,
+                self.max_connection_age_grace_seconds,
+                self.h2_keepalive_interval_seconds,
+                self.h2_keepalive_timeout_seconds,
+            ),
+        }
+    }
 }
 
 /// What every review is decided against; replaced whole on reload.
@@ -132,6 +191,8 @@ impl Snapshot {
 struct App {
     snapshot: ArcSwap<Snapshot>,
     metrics: WebhookMetrics,
+    /// `--body-read-timeout-seconds`.
+    body_read_timeout: Duration,
     admin: Arc<telemetry::Admin>,
     cluster: Option<Cluster>,
 }
@@ -312,14 +373,19 @@ fn admission_router(app: Arc<App>) -> Router {
     Router::new()
         .route(
             "/validate",
-            post(|State(app): State<Arc<App>>, body: Body| answer(app, Hook::Validate, body)),
+            post(|State(app): State<Arc<App>>, req: Request| answer(app, Hook::Validate, req)),
         )
         .route(
             "/mutate",
-            post(|State(app): State<Arc<App>>, body: Body| answer(app, Hook::Mutate, body)),
+            post(|State(app): State<Arc<App>>, req: Request| answer(app, Hook::Mutate, req)),
         )
         // Explicit, so that the layer below covers unknown paths too.
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: use /validate or /mutate\n") })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: use /validate or /mutate\n",
+            )
+        })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }
@@ -330,7 +396,10 @@ fn admission_router(app: Arc<App>) -> Router {
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
     use axum::http::header::{self, HeaderValue};
     let h = resp.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
@@ -343,11 +412,32 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
     resp
 }
 
-/// Reads a body of at most [`MAX_BODY_BYTES`] and answers it. The limit is
-/// applied here, not by a `DefaultBodyLimit` layer: a router layer
-/// allocates and clones boxed services on every review.
-async fn answer(app: Arc<App>, hook: Hook, body: Body) -> Response {
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+/// Reads a body of at most [`MAX_BODY_BYTES`], within the body-read
+/// timeout, and answers it. The limits are applied here, not by router
+/// layers: a layer allocates and clones boxed services on every review.
+async fn answer(app: Arc<App>, hook: Hook, req: Request) -> Response {
+    let conn = req.extensions().get::<serve::ConnHandle>().cloned();
+    let read = tokio::time::timeout(
+        app.body_read_timeout,
+        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES),
+    )
+    .await;
+    let Ok(read) = read else {
+        // A body trickled in holds its connection: close that too.
+        if let Some(conn) = conn {
+            conn.0.close(CloseReason::BodyTimeout);
+        }
+        warn!(webhook = hook.label(), "request body not received in time");
+        return (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} s\n",
+                app.body_read_timeout.as_secs_f64()
+            ),
+        )
+            .into_response();
+    };
+    match read {
         Ok(body) => reply(&app, hook, &body),
         Err(e) => {
             let too_large = std::error::Error::source(&e)
@@ -530,6 +620,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let app = Arc::new(App {
         snapshot: ArcSwap::from_pointee(snapshot),
         metrics,
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_seconds),
         admin: Arc::new(telemetry::Admin {
             registry,
             ready: Arc::new(AtomicBool::new(false)),
@@ -558,45 +649,49 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
 
     tokio::spawn(reload_loop(app.clone(), args.clone(), cert));
 
-    let handle = axum_server::Handle::new();
-    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let addr = listener.local_addr()?;
     {
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            crate::shutdown::signal().await;
-            info!("shutting down: draining in-flight reviews");
-            handle.graceful_shutdown(Some(grace));
-        });
-    }
-    {
-        let handle = handle.clone();
         let app = app.clone();
         let policy_path = args.policy.clone();
         tokio::spawn(async move {
-            if let Some(addr) = handle.listening().await {
-                // In a cluster, bindings and exemptions need the stores first.
-                if let Some(c) = &app.cluster {
-                    if !c.ready().await {
-                        return;
-                    }
-                    match load_policy(policy_path.as_ref()) {
-                        Ok(p) => app
-                            .snapshot
-                            .store(Arc::new(Snapshot::new(p, &c.policies()))),
-                        Err(e) => warn!(error = %e, "policy not loaded"),
-                    }
+            // In a cluster, bindings and exemptions need the stores first.
+            if let Some(c) = &app.cluster {
+                if !c.ready().await {
+                    return;
                 }
-                app.admin.ready.store(true, Ordering::Release);
-                info!(%addr, "webhook listening");
+                match load_policy(policy_path.as_ref()) {
+                    Ok(p) => app
+                        .snapshot
+                        .store(Arc::new(Snapshot::new(p, &c.policies()))),
+                    Err(e) => warn!(error = %e, "policy not loaded"),
+                }
             }
+            app.admin.ready.store(true, Ordering::Release);
+            info!(%addr, "webhook listening");
         });
     }
-    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config));
-    axum_server::bind_rustls(args.listen, rustls)
-        .handle(handle)
-        .serve(admission_router(app).into_make_service())
-        .await
-        .with_context(|| format!("serving on --listen {}", args.listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepting = tokio::spawn(serve::serve(
+        listener,
+        Arc::new(server_config),
+        app,
+        Arc::new(args.serve_settings()),
+        stop_rx,
+        active.clone(),
+    ));
+    crate::shutdown::signal().await;
+    info!("shutting down: draining in-flight reviews");
+    let _ = stop_tx.send(true);
+    let _ = accepting.await;
+    // Connections finish their reviews (HTTP/1.1) or get GOAWAY (h2).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_seconds);
+    while active.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     info!("webhook stopped");
     Ok(())
 }
@@ -667,6 +762,7 @@ mod tests {
         let app = App {
             snapshot: ArcSwap::from_pointee(Snapshot::new(policy.clone(), &cluster.policies())),
             metrics: WebhookMetrics::register(&mut registry),
+            body_read_timeout: Duration::from_secs(10),
             admin: Arc::new(telemetry::Admin {
                 registry,
                 ready: Arc::new(AtomicBool::new(true)),

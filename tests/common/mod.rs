@@ -3,6 +3,8 @@
 //! kubectl-made objects.
 #![allow(dead_code)]
 
+pub mod h2raw;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -226,6 +228,21 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// A bare TLS stream to 127.0.0.1:`port` for `localhost`, offering `alpn`
+/// (for hand-written requests).
+pub async fn tls_connect(
+    port: u16,
+    cfg: &rustls::ClientConfig,
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Box<dyn std::error::Error + Send + Sync>> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut cfg = cfg.clone();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?)
+}
+
 /// A keep-alive HTTPS/1.1 connection that verifies the server.
 pub struct HttpsConn {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -376,7 +393,15 @@ pub fn testssl(host: &str, port: u16) -> Vec<TestsslFinding> {
         .find(|b| Command::new(b).arg("--version").output().is_ok())
         .expect("testssl.sh must be installed (scripts/install-test-tools.sh)");
     let out = Command::new(bin)
-        .args(["--quiet", "--color", "0", "--warnings", "off", "--ip", "127.0.0.1"])
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--ip",
+            "127.0.0.1",
+        ])
         .arg("--jsonfile")
         .arg(&json)
         .arg(format!("{host}:{port}"))
@@ -403,7 +428,9 @@ pub fn testssl(host: &str, port: u16) -> Vec<TestsslFinding> {
         "the scan failed: {findings:#?}"
     );
     assert!(
-        findings.iter().any(|f| f.id == "TLS1_3" && f.finding.starts_with("offered")),
+        findings
+            .iter()
+            .any(|f| f.id == "TLS1_3" && f.finding.starts_with("offered")),
         "the scan did not reach the server: {findings:#?}"
     );
     findings

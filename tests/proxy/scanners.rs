@@ -14,7 +14,12 @@ fn testssl_finds_nothing_medium_or_worse_on_the_proxy() {
     let w = World::start(&[]);
     let host = "scan.wild.example.test";
     let root: &[(&str, &str, &str)] = &[("Prefix", "/", "echo")];
-    let mut ing = ingress("scan", Some("optional"), "wild-tls", &[Rule { host, paths: root }]);
+    let mut ing = ingress(
+        "scan",
+        Some("optional"),
+        "wild-tls",
+        &[Rule { host, paths: root }],
+    );
     ing["metadata"]["annotations"]["tlsward.io/hsts"] = json!("max-age=31536000");
     write_json(w.config.path(), "scan.json", &[ing]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -7,13 +7,14 @@
 //! fresh session starts when the next request's first byte arrives. While
 //! it waits, the connection holds only its TLS state.
 //!
-//! Waiting for that byte is also where the keep-alive idle timeout lives,
-//! so it is separate from the header-read (slowloris) timeout, which hyper
-//! applies once a request has begun.
+//! Waiting for that byte is also where the keep-alive idle timeout and the
+//! maximum age of an idle connection live, so the idle timeout is separate
+//! from the header-read (slowloris) timeout, which hyper applies once a
+//! session runs.
 //!
 //! WebSocket and other upgrades end a hyper session too: hyper hands the
 //! stream back after the `101`, and the tunnel runs in the connection's own
-//! task, so it counts as the connection it is.
+//! task, so it counts as the connection it is. Tunnels have no limits.
 //!
 //! Callers pass the stream boxed: moved by value, its TLS state would be
 //! laid out again in every future that holds it, and the connection's task
@@ -22,133 +23,25 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Body;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Activity, CLOSE_GRACE, CloseReason, ConnLimits, never};
 
 /// How long a connection must be quiet before its hyper session is ended.
 /// Long enough that back-to-back requests never pay for a new session;
 /// shortened to a quarter of the header-read timeout, which hyper also runs
 /// while it waits, so the release comes first with room to spare.
 const RELEASE_AFTER: Duration = Duration::from_millis(500);
-
-/// What the connection's requests tell the driver.
-pub struct Activity {
-    /// When the connection started; `last` counts from here.
-    base: tokio::time::Instant,
-    /// Milliseconds from `base` to the last byte moved or response finished.
-    last: AtomicU64,
-    /// Requests whose response has not been fully sent yet.
-    in_flight: AtomicUsize,
-    /// Bytes arrived while no request was in flight: a request head may be
-    /// half read, and ending the session would restart its header timeout.
-    head_pending: AtomicBool,
-    /// The upstream side of an accepted upgrade, for the driver to tunnel.
-    upgrade: Mutex<Option<OnUpgrade>>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self {
-            base: tokio::time::Instant::now(),
-            last: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            head_pending: AtomicBool::new(false),
-            upgrade: Mutex::new(None),
-        }
-    }
-}
-
-impl Activity {
-    fn touch(&self) {
-        let ms = self.base.elapsed().as_millis() as u64;
-        self.last.store(ms, Ordering::Release);
-    }
-
-    /// When the connection will have been quiet for `quiet`, counting from
-    /// its last activity.
-    fn quiet_at(&self, quiet: Duration) -> tokio::time::Instant {
-        self.base + Duration::from_millis(self.last.load(Ordering::Acquire)) + quiet
-    }
-
-    /// Marks a request as started; the guard marks it finished when the
-    /// response body is dropped, which hyper does once it is sent.
-    pub fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.head_pending.store(false, Ordering::Release);
-        InFlight(self.clone())
-    }
-
-    /// Hands the upstream side of a `101 Switching Protocols` to the driver.
-    pub fn upgrade_to(&self, upstream: OnUpgrade) {
-        if let Ok(mut slot) = self.upgrade.lock() {
-            *slot = Some(upstream);
-        }
-    }
-
-    fn take_upgrade(&self) -> Option<OnUpgrade> {
-        self.upgrade.lock().ok()?.take()
-    }
-
-    /// Whether hyper is between requests: nothing in flight, no head begun.
-    fn between_requests(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0 && !self.head_pending.load(Ordering::Acquire)
-    }
-}
-
-/// A request in flight; see [`Activity::start`].
-pub struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.touch();
-    }
-}
-
-/// A response body that keeps its request counted until it is dropped.
-pub struct TrackedBody<B> {
-    inner: B,
-    _in_flight: InFlight,
-}
-
-impl<B> TrackedBody<B> {
-    /// Wraps `inner`, holding `in_flight` until the body is done with.
-    pub fn new(inner: B, in_flight: InFlight) -> Self {
-        Self {
-            inner,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-impl<B: Body + Unpin> Body for TrackedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 /// A stream with bytes to replay before reading on: what hyper had read
 /// but not used when its session ended. Notes activity as it goes.
@@ -178,8 +71,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
         if buf.filled().len() > before {
             let a = &self.activity;
             a.touch();
-            if a.in_flight.load(Ordering::Acquire) == 0 {
-                a.head_pending.store(true, Ordering::Release);
+            if a.between_requests() {
+                a.begin_head();
             }
         }
         polled
@@ -216,34 +109,47 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
     }
 }
 
-/// Settings of [`serve`].
-pub struct Settings {
-    /// hyper's header-read timeout, once a request has begun.
-    pub header_read_timeout: Duration,
-    /// hyper's largest buffered request head.
-    pub max_buf_size: usize,
-    /// How long a keep-alive connection may wait for its next request.
-    pub idle_timeout: Duration,
+/// What a session needs to know, fixed for the connection.
+struct Session {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+    release_after: Duration,
+    max_age_at: Option<Instant>,
+    drain_timeout: Duration,
 }
 
-/// Serves one HTTP/1.1 connection until the client leaves, it idles out, or
-/// `shutdown` flips. `service` answers requests; it reports to `activity`
-/// (see [`Activity::start`] and [`Activity::upgrade_to`]). Its futures are
+/// Serves one HTTP/1.1 connection until the client leaves, a limit closes
+/// it, or `shutdown` flips; returns the limit that closed it, if one did.
+/// `service` answers requests; it reports to `activity` (see
+/// [`Activity::start`] and [`Activity::upgrade_to`]). Its futures are
 /// `Unpin` (boxed) because hyper needs that to hand the stream back.
 pub async fn serve<S, F, Fut, B>(
     mut stream: S,
-    settings: &Settings,
+    limits: &ConnLimits,
     activity: Arc<Activity>,
     service: F,
     mut shutdown: watch::Receiver<bool>,
-) where
+) -> Option<CloseReason>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Send + Unpin,
     Fut: Future<Output = Result<hyper::Response<B>, Infallible>> + Send + Unpin,
     B: Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut service = hyper::service::service_fn(service);
+    let session_settings = Session {
+        header_read_timeout: limits.header_read_timeout,
+        max_header_bytes: limits.max_header_bytes,
+        release_after: RELEASE_AFTER.min(limits.header_read_timeout / 4),
+        max_age_at: limits.max_age_at(&activity),
+        drain_timeout: limits.drain_timeout,
+    };
+    // A head that reached the service is complete.
+    let heads = activity.clone();
+    let mut service = hyper::service::service_fn(move |req| {
+        heads.end_head();
+        service(req)
+    });
     // The first request may already be on its way: start at once.
     let mut pending = Bytes::new();
     loop {
@@ -254,7 +160,14 @@ pub async fn serve<S, F, Fut, B>(
             inner: stream,
             activity: activity.clone(),
         };
-        let ended = Box::pin(session(io, service, settings, &activity, &mut shutdown)).await;
+        let ended = Box::pin(session(
+            io,
+            service,
+            &session_settings,
+            &activity,
+            &mut shutdown,
+        ))
+        .await;
         service = ended.service;
         (stream, pending) = (ended.io.inner, ended.io.pending);
         if let Some(upstream) = activity.take_upgrade() {
@@ -264,28 +177,54 @@ pub async fn serve<S, F, Fut, B>(
                 activity,
             };
             tunnel(client, upstream).await;
-            return;
+            return None;
         }
-        if !ended.released {
-            let _ = stream.shutdown().await;
-            return;
+        if let End::Closed(reason) = ended.end {
+            close(&mut stream).await;
+            return reason;
         }
         if pending.is_empty() {
+            let idle_at = activity.quiet_at(limits.idle_timeout);
+            let (until, limit) = match session_settings.max_age_at {
+                Some(at) if at < idle_at => (at, CloseReason::MaxAge),
+                _ => (idle_at, CloseReason::IdleTimeout),
+            };
             let mut byte = [0u8; 1];
             let read = tokio::select! {
-                r = tokio::time::timeout(settings.idle_timeout, stream.read(&mut byte)) => r,
-                _ = shutdown.changed() => Ok(Ok(0)),
+                r = stream.read(&mut byte) => Ok(r),
+                _ = tokio::time::sleep_until(until) => Err(Some(limit)),
+                r = activity.closing() => Err(Some(r)),
+                _ = shutdown.changed() => Err(None),
             };
             match read {
                 Ok(Ok(n)) if n > 0 => pending = Bytes::copy_from_slice(&byte[..n]),
-                // End of stream, an error, the idle timeout or a drain.
-                _ => {
-                    let _ = stream.shutdown().await;
-                    return;
+                // End of stream or an error: nothing to count.
+                Ok(_) => {
+                    close(&mut stream).await;
+                    return None;
+                }
+                // A limit, or a drain.
+                Err(reason) => {
+                    close(&mut stream).await;
+                    return reason;
                 }
             }
         }
     }
+}
+
+/// Sends close_notify and FIN, unless the client does not read them.
+async fn close<S: AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
+}
+
+/// How a hyper session ended.
+enum End {
+    /// Ended for being idle: the connection lives on.
+    Released,
+    /// The connection is over (closed, failed or drained), and the limit
+    /// that closed it, if one did.
+    Closed(Option<CloseReason>),
 }
 
 /// What is left when a hyper session ends.
@@ -294,17 +233,16 @@ struct Ended<S, Svc> {
     io: Replay<S>,
     /// The service, for the next session.
     service: Svc,
-    /// Whether the session was ended for being idle, so the connection
-    /// lives on; otherwise it is over (closed, failed or drained).
-    released: bool,
+    end: End,
 }
 
 /// Drives one hyper session until it ends by itself, or has been quiet
-/// long enough to release, or a drain asks it to finish.
+/// long enough to release, or a limit or a drain asks it to finish; a
+/// finish takes at most the drain timeout.
 async fn session<S, Svc, B>(
     io: Replay<S>,
     service: Svc,
-    settings: &Settings,
+    settings: &Session,
     activity: &Activity,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended<S, Svc>
@@ -316,25 +254,36 @@ where
     B: Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let release_after = RELEASE_AFTER.min(settings.header_read_timeout / 4);
+    let release_after = settings.release_after;
+    // hyper's own read buffer must hold at least 8 KiB; the head limit is
+    // exact, whatever the buffer grew to (max_buf_size alone is not: a
+    // head read in one go past it was accepted whole).
     let mut http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_buf_size)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .max_header_size(settings.max_header_bytes)
         .serve_connection(TokioIo::new(io), service);
     let (mut released, mut draining, mut failed) = (false, false, false);
-    let mut check_at = tokio::time::Instant::now() + release_after;
+    let mut reason = None;
+    let mut check_at = Instant::now() + release_after;
+    let max_age_at = settings.max_age_at.unwrap_or_else(never);
+    let mut hard_at = never();
     loop {
         let stop = tokio::select! {
             r = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended");
+                    // hyper's header-read timeout.
+                    if e.is_timeout() {
+                        reason = Some(CloseReason::HeaderTimeout);
+                    }
                     failed = true;
                 }
                 break;
             }
             _ = tokio::time::sleep_until(check_at), if !released => {
-                let now = tokio::time::Instant::now();
+                let now = Instant::now();
                 let quiet_at = activity.quiet_at(release_after);
                 let between = activity.between_requests();
                 if between && quiet_at <= now {
@@ -350,7 +299,25 @@ where
                 draining = true;
                 true
             }
+            _ = tokio::time::sleep_until(max_age_at), if !draining => {
+                draining = true;
+                reason = Some(CloseReason::MaxAge);
+                true
+            }
+            r = activity.closing(), if !draining => {
+                draining = true;
+                reason = Some(r);
+                true
+            }
+            // The drain took too long: close hard.
+            _ = tokio::time::sleep_until(hard_at), if draining => {
+                failed = true;
+                break;
+            }
         };
+        if stop && draining && hard_at > Instant::now() + settings.drain_timeout {
+            hard_at = Instant::now() + settings.drain_timeout;
+        }
         if stop && !released {
             tracing::trace!(draining, "ending the HTTP/1.1 session, keeping the stream");
             released = true;
@@ -366,10 +333,17 @@ where
     } else {
         [parts.read_buf, io.pending].concat().into()
     };
+    let end = if released && !draining && !failed {
+        End::Released
+    } else {
+        // hyper may end the session by itself before the close a request
+        // asked for is seen (a 408 leaves its body unread): still that.
+        End::Closed(reason.or_else(|| activity.close_requested()))
+    };
     Ended {
         io,
         service: parts.service,
-        released: released && !draining && !failed,
+        end,
     }
 }
 
