@@ -8,6 +8,7 @@ mod common;
 mod support;
 
 mod broken_input;
+mod chaos;
 mod identity_headers;
 mod limits;
 mod protocols;
