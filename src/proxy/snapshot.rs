@@ -115,6 +115,9 @@ pub struct HostEntry {
     pub forward: ForwardClientCert,
     /// Certificate and client verifier for handshakes on this host.
     pub tls: Arc<ServerConfig>,
+    /// The client verifier inside `tls`, kept to check an open
+    /// connection's client again when a new snapshot changes the trust.
+    pub verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// Path routes.
     pub routes: RouteTable,
     /// `Strict-Transport-Security` for the host's responses, when its
@@ -768,8 +771,9 @@ fn build_host(
                 .collect()
         })
         .unwrap_or_default();
-    let config = tls::host_server_config(cert, policy.as_ref().and_then(|p| p.verifier.clone()))
-        .map_err(HostError::ServerConfig)?;
+    let verifier = policy.as_ref().and_then(|p| p.verifier.clone());
+    let config =
+        tls::host_server_config(cert, verifier.clone()).map_err(HostError::ServerConfig)?;
     let mut expiries = vec![Expiry {
         secret: secret_id.clone(),
         not_after: cert_not_after,
@@ -786,6 +790,7 @@ fn build_host(
             .as_ref()
             .map_or(ForwardClientCert::Sanitize, |p| p.forward),
         tls: config,
+        verifier,
         hsts: d.hsts,
         routes: d.routes,
         auth: policy.as_ref().and_then(|p| p.auth.clone()),
