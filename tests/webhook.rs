@@ -545,7 +545,7 @@ fn testssl_finds_nothing_medium_or_worse_on_the_webhook() {
     let findings = common::testssl("localhost", w.port);
     let serious = common::testssl_serious(&findings, common::TESTSSL_CERTIFICATE_CONTENT);
     assert!(serious.is_empty(), "{serious:#?}");
-    let hsts = findings.iter().find(|f| f.id == "HSTS").unwrap();
+    let hsts = findings.iter().find(|f| f.id == "HSTS_time").unwrap();
     assert!(hsts.finding.starts_with("365 days"), "{hsts:?}");
     for id in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
         let f = findings.iter().find(|f| f.id == id).unwrap();

@@ -171,13 +171,18 @@ where
         service = ended.service;
         (stream, pending) = (ended.io.inner, ended.io.pending);
         if let Some(upstream) = activity.take_upgrade() {
+            let closing = activity.clone();
             let client = Replay {
                 pending,
                 inner: stream,
                 activity,
             };
-            tunnel(client, upstream).await;
-            return None;
+            // A tunnel ends when either side closes, or when a close is
+            // asked for (a revoked client); a drain leaves it be.
+            return tokio::select! {
+                () = tunnel(client, upstream) => None,
+                r = closing.closing() => Some(r),
+            };
         }
         if let End::Closed(reason) = ended.end {
             close(&mut stream).await;

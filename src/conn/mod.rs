@@ -50,17 +50,30 @@ pub enum CloseReason {
     KeepAliveTimeout,
     /// `max_age`: the connection reached its maximum age.
     MaxAge,
+    /// `client_revoked`: proxy only; a new snapshot's CRLs list the
+    /// connection's client certificate.
+    ClientRevoked,
+    /// `client_untrusted`: proxy only; under a new snapshot the client's
+    /// certificate no longer verifies (trust anchors changed, or a
+    /// certificate is now required and there is none).
+    ClientUntrusted,
+    /// `client_not_allowed`: proxy only; a new snapshot's allow-list no
+    /// longer names the client.
+    ClientNotAllowed,
 }
 
 impl CloseReason {
     /// Every reason, in the order of their codes.
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::PrefaceTimeout,
         CloseReason::HeaderTimeout,
         CloseReason::BodyTimeout,
         CloseReason::IdleTimeout,
         CloseReason::KeepAliveTimeout,
         CloseReason::MaxAge,
+        CloseReason::ClientRevoked,
+        CloseReason::ClientUntrusted,
+        CloseReason::ClientNotAllowed,
     ];
 
     /// The label value.
@@ -72,6 +85,9 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::KeepAliveTimeout => "keepalive_timeout",
             CloseReason::MaxAge => "max_age",
+            CloseReason::ClientRevoked => "client_revoked",
+            CloseReason::ClientUntrusted => "client_untrusted",
+            CloseReason::ClientNotAllowed => "client_not_allowed",
         }
     }
 

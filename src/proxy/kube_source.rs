@@ -77,6 +77,8 @@ impl Stores {
             policies: cloned(&self.policies),
             services: cloned(&self.services),
             endpoint_slices: cloned(&self.slices),
+            // A Service editor must not choose the proxy's destinations.
+            upstream_annotation_trusted: false,
         }
     }
 

@@ -248,7 +248,7 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut Exported) {
         problems = next.problems.len(),
         "configuration loaded"
     );
-    shared.snapshot.store(Arc::new(next));
+    shared.store(next);
 }
 
 /// The directory source: re-reads changed files, keeping the last good

@@ -27,6 +27,7 @@ use super::identity::{self, ClientIdentity};
 use super::snapshot::{HostEntry, Snapshot};
 use super::upstream::{PooledBody, Upstream, UpstreamError};
 use crate::clientauth::ForwardClientCert;
+use crate::conn::CloseReason;
 use crate::conn::{Activity, ConnLimits, TrackedBody};
 use crate::telemetry::HandshakeLabels::{self, Failure};
 use crate::telemetry::{HostCodeLabels, ProxyMetrics};
@@ -64,6 +65,9 @@ pub struct Shared {
     connection_slots: Arc<Semaphore>,
     /// Issuers' key caches and login state.
     pub auth: AuthRuntime,
+    /// Ticks on every published snapshot, so that open connections check
+    /// their client against it.
+    published: watch::Sender<()>,
 }
 
 impl Shared {
@@ -73,9 +77,17 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
             auth: AuthRuntime::default(),
+            published: watch::Sender::new(()),
             metrics,
             limits,
         })
+    }
+
+    /// Swaps in `next` and tells open connections to check their client
+    /// against it.
+    pub fn store(&self, next: Snapshot) {
+        self.snapshot.store(Arc::new(next));
+        self.published.send_replace(());
     }
 
     /// A keep-alive pool for upstreams. Each worker makes its own, so a
@@ -309,6 +321,12 @@ async fn serve_connection(
         }
         None => handshake(&shared.metrics, HandshakeLabels::Success),
     }
+    // Subscribed before the connection serves, so no snapshot published
+    // from here on goes unchecked.
+    let recheck = host
+        .verifier
+        .is_some()
+        .then(|| (shared.published.subscribe(), sni.unwrap_or_default()));
     let conn = Arc::new(Connection {
         identity_headers,
         sni_host: host,
@@ -325,6 +343,14 @@ async fn serve_connection(
     // connection task is sized for one protocol rather than the larger of
     // the two.
     let activity = conn.activity.clone();
+    let watch_client = recheck.map(|(published, sni)| {
+        Box::pin(client_no_longer_accepted(
+            conn.clone(),
+            sni,
+            shared.clone(),
+            published,
+        ))
+    });
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     let svc_shared = shared.clone();
     // Boxed: hyper spawns a task per h2 stream and moves the service's
@@ -339,23 +365,112 @@ async fn serve_connection(
             Ok::<_, Infallible>(resp.map(|b| TrackedBody::new(b, in_flight)))
         })
     };
-    let closed = if h2 {
-        // Boxed, so that the idle HTTP/1.1 connection's task (the common
-        // case, and what the memory figures measure) is not sized for h2's.
-        Box::pin(crate::conn::h2::serve(
-            tls,
-            &limits.conn,
-            activity,
-            service,
-            shutdown,
-        ))
-        .await
-    } else {
-        crate::conn::http1::serve(tls, &limits.conn, activity, service, shutdown).await
+    let closer = activity.clone();
+    let serving = async move {
+        if h2 {
+            // Boxed, so that the idle HTTP/1.1 connection's task (the
+            // common case, and what the memory figures measure) is not
+            // sized for h2's.
+            Box::pin(crate::conn::h2::serve(
+                tls,
+                &limits.conn,
+                activity,
+                service,
+                shutdown,
+            ))
+            .await
+        } else {
+            crate::conn::http1::serve(tls, &limits.conn, activity, service, shutdown).await
+        }
+    };
+    let closed = match watch_client {
+        None => serving.await,
+        Some(watch) => {
+            let mut serving = std::pin::pin!(serving);
+            tokio::select! {
+                closed = &mut serving => closed,
+                reason = watch => {
+                    // HTTP/1.1 finishes its response, h2 sends GOAWAY, a
+                    // tunnel ends; then the drain timeout bounds it.
+                    closer.close(reason);
+                    serving.await
+                }
+            }
+        }
     };
     if let Some(reason) = closed {
         debug!(%peer, reason = reason.as_str(), "connection closed by a limit");
         shared.metrics.connection_closed(reason);
+    }
+}
+
+/// Resolves when a published snapshot no longer accepts the connection's
+/// client: its certificate revoked or no longer trusted, or the host's
+/// allow-list no longer naming it. Never resolves otherwise.
+async fn client_no_longer_accepted(
+    conn: Arc<Connection>,
+    sni: String,
+    shared: Arc<Shared>,
+    mut published: watch::Receiver<()>,
+) -> CloseReason {
+    loop {
+        if published.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let snapshot = shared.snapshot.load();
+        let now = rustls::pki_types::UnixTime::now();
+        if let Err(reason) = still_accepted(&conn, snapshot.lookup(&sni), now) {
+            info!(
+                peer = %conn.peer,
+                host = %conn.sni_host.host,
+                client = %conn.identity.as_ref().map(ClientIdentity::display_name).unwrap_or_else(|| "-".into()),
+                reason = reason.as_str(),
+                "open connection closed: its client is no longer accepted"
+            );
+            return reason;
+        }
+    }
+}
+
+/// Whether the host's new entry still accepts the connection's client, as
+/// its handshake and allow-list would now. No I/O.
+fn still_accepted(
+    conn: &Connection,
+    entry: Option<&Arc<HostEntry>>,
+    now: rustls::pki_types::UnixTime,
+) -> Result<(), CloseReason> {
+    // A host no longer served answers 421 to every request anyway.
+    let Some(entry) = entry else { return Ok(()) };
+    if Arc::ptr_eq(entry, &conn.sni_host) {
+        return Ok(());
+    }
+    if let Some(verifier) = &entry.verifier {
+        match &conn.identity {
+            None if verifier.client_auth_mandatory() => return Err(CloseReason::ClientUntrusted),
+            None => {}
+            Some(id) => {
+                let leaf = rustls::pki_types::CertificateDer::from(id.der.as_slice());
+                let chain: Vec<_> = id
+                    .chain
+                    .iter()
+                    .map(|c| rustls::pki_types::CertificateDer::from(c.as_slice()))
+                    .collect();
+                if let Err(e) = verifier.verify_client_cert(&leaf, &chain, now) {
+                    return Err(match e {
+                        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => {
+                            CloseReason::ClientRevoked
+                        }
+                        _ => CloseReason::ClientUntrusted,
+                    });
+                }
+            }
+        }
+    }
+    match (&entry.allowed, &conn.identity) {
+        (Some(list), Some(id)) if !identity::allowed(list, id) => {
+            Err(CloseReason::ClientNotAllowed)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -115,6 +115,9 @@ pub struct HostEntry {
     pub forward: ForwardClientCert,
     /// Certificate and client verifier for handshakes on this host.
     pub tls: Arc<ServerConfig>,
+    /// The client verifier inside `tls`, kept to check an open
+    /// connection's client again when a new snapshot changes the trust.
+    pub verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// Path routes.
     pub routes: RouteTable,
     /// `Strict-Transport-Security` for the host's responses, when its
@@ -274,6 +277,8 @@ struct Index<'a> {
     services: HashMap<(&'a str, &'a str), &'a Service>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     policies: HashMap<(&'a str, &'a str), &'a ClientAuthPolicy>,
+    /// See [`World::upstream_annotation_trusted`].
+    upstream_annotation_trusted: bool,
 }
 
 fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
@@ -312,6 +317,7 @@ impl<'a> Index<'a> {
             services: w.services.iter().map(|s| (key(&s.metadata), s)).collect(),
             slices,
             policies: w.policies.iter().map(|p| (key(&p.metadata), p)).collect(),
+            upstream_annotation_trusted: w.upstream_annotation_trusted,
         }
     }
 }
@@ -463,7 +469,11 @@ fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
     let Some(service) = idx.services.get(&(ns, svc.name.as_str())) else {
         return Backend::new(name, Vec::new());
     };
-    if let Some(list) = service.annotations().get(UPSTREAM_ANNOTATION) {
+    if let Some(list) = service
+        .annotations()
+        .get(UPSTREAM_ANNOTATION)
+        .filter(|_| idx.upstream_annotation_trusted)
+    {
         let eps = list
             .split(',')
             .filter_map(|a| a.trim().parse::<SocketAddr>().ok())
@@ -768,8 +778,9 @@ fn build_host(
                 .collect()
         })
         .unwrap_or_default();
-    let config = tls::host_server_config(cert, policy.as_ref().and_then(|p| p.verifier.clone()))
-        .map_err(HostError::ServerConfig)?;
+    let verifier = policy.as_ref().and_then(|p| p.verifier.clone());
+    let config =
+        tls::host_server_config(cert, verifier.clone()).map_err(HostError::ServerConfig)?;
     let mut expiries = vec![Expiry {
         secret: secret_id.clone(),
         not_after: cert_not_after,
@@ -786,6 +797,7 @@ fn build_host(
             .as_ref()
             .map_or(ForwardClientCert::Sanitize, |p| p.forward),
         tls: config,
+        verifier,
         hsts: d.hsts,
         routes: d.routes,
         auth: policy.as_ref().and_then(|p| p.auth.clone()),
@@ -875,6 +887,43 @@ mod tests {
             let text = p.issue.to_string();
             text.contains("missing") && text.contains("is not served")
         }));
+    }
+
+    /// `tlsward.io/upstream` names endpoints in directory mode only: from
+    /// Kubernetes a Service editor could aim the proxy anywhere.
+    #[test]
+    fn the_upstream_annotation_is_trusted_in_directory_mode_only() {
+        let docs: Vec<crate::manifests::Document> = [
+            tls_secret("web-tls", "web.apps.example.com"),
+            ingress("web", "web.apps.example.com", "web-tls", None),
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "web", "namespace": "apps",
+                                "annotations": {UPSTREAM_ANNOTATION: "169.254.169.254:80"}},
+                   "spec": {"ports": [{"port": 80}]}}),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| crate::manifests::Document {
+            source: "t".into(),
+            index: i + 1,
+            value,
+        })
+        .collect();
+        let (mut world, problems) = World::from_documents(&docs);
+        assert!(problems.is_empty(), "{problems:?}");
+        let endpoints = |world: &World| {
+            let snap = Snapshot::build(
+                world,
+                &Classes::named("tlsward"),
+                &Snapshot::default(),
+                1_795_392_000,
+            );
+            let host = snap.lookup("web.apps.example.com").cloned().unwrap();
+            host.routes.lookup("/").unwrap().endpoints.clone()
+        };
+        assert_eq!(endpoints(&world), ["169.254.169.254:80".parse().unwrap()]);
+        world.upstream_annotation_trusted = false;
+        assert!(endpoints(&world).is_empty());
     }
 
     /// The documented decision for a CRL rustls cannot use: keep the last

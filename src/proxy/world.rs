@@ -32,6 +32,12 @@ pub struct World {
     pub services: Vec<Service>,
     /// Endpoints of Services.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Whether a Service may name its endpoints with `tlsward.io/upstream`.
+    /// Only in directory mode, where whoever writes the directory runs the
+    /// proxy. From Kubernetes, anyone allowed to edit a Service could point
+    /// the proxy at any address it reaches (a cloud metadata endpoint, the
+    /// API server), so there endpoints come from EndpointSlices only.
+    pub upstream_annotation_trusted: bool,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T, Problem> {
@@ -68,7 +74,10 @@ impl World {
     /// Sorts manifests into a world. Documents of other kinds are ignored;
     /// undecodable ones are reported and left out.
     pub fn from_documents(docs: &[Document]) -> (World, Vec<Problem>) {
-        let mut w = World::default();
+        let mut w = World {
+            upstream_annotation_trusted: true,
+            ..World::default()
+        };
         let mut problems = Vec::new();
         for doc in docs {
             let (api_version, kind) = doc.type_meta();

@@ -42,7 +42,7 @@ fn testssl_finds_nothing_medium_or_worse_on_the_proxy() {
         ("TLS1", "not offered"),
         ("TLS1_1", "not offered"),
         ("TLS1_2", "offered"),
-        ("HSTS", "365 days"),
+        ("HSTS_time", "365 days"),
     ] {
         let f = get(id).unwrap_or_else(|| panic!("no {id} finding: {findings:#?}"));
         assert!(f.finding.starts_with(want), "{id}: {f:?}");

@@ -1040,6 +1040,14 @@ impl Conn {
 
     /// GET `path` for `host` (sent as Host, or as :authority over h2, with
     /// the proxy's port), with extra headers.
+    /// Whether the server has closed the connection (or it failed).
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
     pub async fn get(
         &mut self,
         host: &str,

@@ -343,3 +343,138 @@ async fn session_resumption_can_be_turned_off() {
     let cfg = resuming(w.cfg(Some(&w.good), b"http/1.1"));
     assert_eq!(second_handshake(&w, cfg).await, rustls::HandshakeKind::Full);
 }
+
+/// Revocation reaches open connections. A client revoked while it holds an
+/// HTTP/1.1 connection, an h2 connection and a WebSocket tunnel loses all
+/// three within 1 s of the snapshot that revokes it (it once kept an
+/// HTTP/1.1 connection for minutes). Another client's open connection on the
+/// same host is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_closes_the_clients_open_connections_within_a_second() {
+    let w = World::start(&[]);
+    let victim = &w.other;
+    let mut h1 = Conn::open(w.proxy.https, A, w.cfg(Some(victim), b"http/1.1"))
+        .await
+        .unwrap();
+    let mut h2 = Conn::open(w.proxy.https, A, w.cfg(Some(victim), b"h2"))
+        .await
+        .unwrap();
+    let mut bystander = Conn::open(w.proxy.https, A, w.cfg(Some(&w.good), b"h2"))
+        .await
+        .unwrap();
+    for c in [&mut h1, &mut h2, &mut bystander] {
+        assert_eq!(c.get(A, "/", &[]).await.unwrap().status, 200);
+    }
+    let (status, tunnel) = websocket(w.proxy.https, A, w.cfg(Some(victim), b"http/1.1"), "/ws")
+        .await
+        .unwrap();
+    assert_eq!(status, 101);
+    let mut tunnel = tunnel.unwrap();
+    assert_eq!(
+        tunnel_echo(&mut tunnel, b"before").await.unwrap(),
+        b"before"
+    );
+
+    let reloads = w
+        .proxy
+        .metric("tlsward_proxy_reloads_total", &[("result", "success")]);
+    let path = w.config.path().join("secrets.json");
+    let mut list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for item in list["items"].as_array_mut().unwrap() {
+        if item["metadata"]["name"] == "client-ca" {
+            item["stringData"]["ca.crl"] = json!(w.client_ca.crl(&[&w.revoked, victim], 2));
+        }
+    }
+    common::write_atomic(&path, &list.to_string());
+    // The snapshot is published when the reload is counted; the metric is
+    // polled every 20 ms, so `published` is at most that late.
+    w.proxy.wait_metric(
+        "tlsward_proxy_reloads_total",
+        &[("result", "success")],
+        |v| v > reloads,
+    );
+    let published = Instant::now();
+    let cut = |c: &Conn| c.is_closed();
+    let h1_cut = time_until(published, Duration::from_secs(3), || async { cut(&h1) }).await;
+    let h2_cut = time_until(published, Duration::from_secs(3), || async { cut(&h2) }).await;
+    let tunnel_cut = tokio::time::timeout(Duration::from_secs(3), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16];
+        loop {
+            match tunnel.read(&mut buf).await {
+                Ok(0) | Err(_) => return published.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok();
+    for (what, t) in [
+        ("HTTP/1.1", h1_cut),
+        ("h2", h2_cut),
+        ("WebSocket", tunnel_cut),
+    ] {
+        let t = t.unwrap_or_else(|| {
+            panic!(
+                "{what} connection still open 3 s after the CRL:\n{}",
+                w.proxy.log()
+            )
+        });
+        assert!(t <= Duration::from_secs(1), "{what} cut after {t:?}");
+    }
+    assert_eq!(
+        w.proxy.wait_metric(
+            "tlsward_proxy_connections_closed_total",
+            &[("reason", "client_revoked")],
+            |v| v >= 3.0
+        ),
+        3.0,
+        "{}",
+        w.proxy.metrics()
+    );
+    assert!(
+        w.proxy
+            .wait_log(&["open connection closed", "client_revoked"])
+    );
+    // The other client's connection is untouched.
+    assert!(!bystander.is_closed());
+    assert_eq!(bystander.get(A, "/", &[]).await.unwrap().status, 200);
+    // And the victim's new handshakes are refused.
+    assert!(
+        get_once(w.proxy.https, A, w.cfg(Some(victim), b"http/1.1"), "/")
+            .await
+            .is_err()
+    );
+}
+
+/// An allow-list edit cuts the connections of a client it no longer names,
+/// and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_list_edit_closes_connections_it_no_longer_admits() {
+    let w = World::start(&[]);
+    let mut good = Conn::open(w.proxy.https, ALLOW, w.cfg(Some(&w.good), b"h2"))
+        .await
+        .unwrap();
+    assert_eq!(good.get(ALLOW, "/", &[]).await.unwrap().status, 200);
+    let path = w.config.path().join("policies.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("*.allowed.clients.test"), "{text}");
+    common::write_atomic(
+        &path,
+        &text.replace("*.allowed.clients.test", "*.other.clients.test"),
+    );
+    let started = Instant::now();
+    let cut = time_until(started, Duration::from_secs(5), || async {
+        good.is_closed()
+    })
+    .await;
+    assert!(cut.is_some(), "still open:\n{}", w.proxy.log());
+    assert!(
+        w.proxy.wait_metric(
+            "tlsward_proxy_connections_closed_total",
+            &[("reason", "client_not_allowed")],
+            |v| v >= 1.0
+        ) >= 1.0
+    );
+}
