@@ -96,13 +96,16 @@ struct Churn {
     broken_drops: AtomicU64,
 }
 
-/// The broken files dropped in, in turn.
-const BROKEN_KINDS: [&str; 5] = [
-    "bad PEM",
-    "unparsable file",
-    "key of another certificate",
-    "no tls.key",
-    "data not base64",
+/// The broken files dropped in, in turn, and what the proxy reports.
+const BROKEN_KINDS: [(&str, &str); 5] = [
+    ("bad PEM", "tls.crt: PEM block 1 is malformed"),
+    ("unparsable file", "EOF while parsing"),
+    (
+        "key of another certificate",
+        "does not match the certificate",
+    ),
+    ("no tls.key", "has no tls.key"),
+    ("data not base64", "not a valid Secret"),
 ];
 const BROKEN_FILE: &str = "zz-broken.json";
 
@@ -223,7 +226,7 @@ impl Churn {
             }],
         );
         let path = self.dir.join(BROKEN_FILE);
-        let secret = match BROKEN_KINDS[n % BROKEN_KINDS.len()] {
+        let secret = match BROKEN_KINDS[n % BROKEN_KINDS.len()].0 {
             "bad PEM" => tls_secret(
                 "broken-tls",
                 "-----BEGIN CERTIFICATE-----\nMIIBroken!!not*base64\n-----END CERTIFICATE-----\n",
@@ -939,6 +942,7 @@ async fn chaos_under_load() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fds_end = fds(pid, upstream.addr.port());
     let metrics = proxy.metrics();
+    let log = proxy.log();
 
     // ---- what happened ----
     let load = &main.load;
@@ -1142,6 +1146,18 @@ async fn chaos_under_load() {
         "the forwardClientCert edits applied"
     );
     assert!(reloads_failed >= 1.0, "the broken files were seen");
+    for (kind, problem) in BROKEN_KINDS {
+        assert!(
+            log.contains(problem),
+            "the proxy never reported the {kind} file ({problem:?})"
+        );
+    }
+    let alarming: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains("panicked"))
+        .take(5)
+        .collect();
+    assert!(alarming.is_empty(), "the proxy logged: {alarming:#?}");
     assert_eq!(
         proxy.metric("tlsward_proxy_config_problems", &[]),
         0.0,
