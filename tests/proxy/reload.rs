@@ -2,7 +2,8 @@
 //! keep requesting, the server certificate is replaced, a client CA is
 //! added and another removed, and a client is revoked; each change applies
 //! to new handshakes within a second and no request that should succeed
-//! fails. Uses the real `tlsward proxy` binary in directory mode, rcgen
+//! fails; the long-lived connection of the removed CA's client is cut
+//! within a second of the removal, and not before. Uses the real `tlsward proxy` binary in directory mode, rcgen
 //! CAs and CRLs, the echo upstream and many rustls clients at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,8 @@ struct Load {
     fresh_ok: AtomicU64,
     reused_ok: AtomicU64,
     long_ok: AtomicU64,
+    /// When the long-lived connection ended, and how.
+    long_cut: Mutex<Option<(Instant, String)>>,
     failures: Mutex<Vec<String>>,
     /// Per task: the identity generation it last started with.
     acked: Vec<AtomicU64>,
@@ -117,22 +120,23 @@ async fn reused_loop(load: Arc<Load>, task: usize, h2: bool) {
     }
 }
 
-/// One h2 connection opened at the start with the first identity, kept
-/// through every reload (established connections keep going).
+/// One h2 connection opened at the start with the first identity. It
+/// keeps going through the reloads that still accept its client, and is
+/// cut by the proxy at the one that does not (the removal of its CA): when
+/// and how is recorded, and checked against the removal at the end.
 async fn long_loop(load: Arc<Load>, mut conn: Conn) {
     while !load.stop.load(Ordering::Relaxed) {
-        match conn.get(LIVE, "/long", &[]).await {
+        let ended = match conn.get(LIVE, "/long", &[]).await {
             Ok(r) if r.status == 200 => {
                 load.long_ok.fetch_add(1, Ordering::Relaxed);
+                None
             }
-            Ok(r) => {
-                load.fail(format!("long-lived: {} {}", r.status, r.body));
-                return;
-            }
-            Err(e) => {
-                load.fail(format!("long-lived: {e}"));
-                return;
-            }
+            Ok(r) => Some(format!("{} {}", r.status, r.body)),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(how) = ended {
+            *load.long_cut.lock().unwrap() = Some((Instant::now(), how));
+            return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -210,6 +214,7 @@ async fn hot_reload_under_load() {
         fresh_ok: AtomicU64::new(0),
         reused_ok: AtomicU64::new(0),
         long_ok: AtomicU64::new(0),
+        long_cut: Mutex::new(None),
         failures: Mutex::new(Vec::new()),
         acked: (0..FRESH + REUSED).map(|_| AtomicU64::new(0)).collect(),
         fresh_certs: Mutex::new(Vec::new()),
@@ -280,6 +285,7 @@ async fn hot_reload_under_load() {
     }
     settle().await;
     let long_before_ca_removal = load.long_ok.load(Ordering::Relaxed);
+    let removing = Instant::now();
     write_json(
         dir,
         "policy.json",
@@ -370,9 +376,30 @@ async fn hot_reload_under_load() {
         fresh >= 100 && reused >= 100,
         "fresh {fresh}, reused {reused}"
     );
+    // The long-lived connection went through the certificate change and
+    // the CA addition, and was cut for the CA removal.
     assert!(
-        long > long_before_ca_removal,
-        "a connection established with the removed CA's client keeps going"
+        long_before_ca_removal > 0,
+        "the long-lived connection served"
+    );
+    let (cut_at, how) = load
+        .long_cut
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the connection of the removed CA's client is never cut");
+    assert!(
+        cut_at >= removing,
+        "the long-lived connection was cut before its CA was removed: {how}"
+    );
+    let cut_delay = cut_at - removing;
+    // The long-lived connection, and maybe a probe of the removed CA's
+    // client caught between its handshake and its request.
+    assert!(
+        proxy.metric(
+            "tlsward_proxy_connections_closed_total",
+            &[("reason", "client_untrusted")]
+        ) >= 1.0
     );
     assert_eq!(
         stale, 0,
@@ -383,6 +410,7 @@ async fn hot_reload_under_load() {
         ("CA removal", ca_remove_delay),
         ("CRL", crl_delay),
         ("CA addition", ca_add_delay),
+        ("cut of the removed CA's client", cut_delay),
     ] {
         assert!(d < Duration::from_secs(1), "{what} took {d:?}");
     }
