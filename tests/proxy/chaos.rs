@@ -1078,7 +1078,7 @@ async fn chaos_under_load() {
          - churn: {} server-certificate renewals ({certs_seen} distinct certificates seen by new connections), \
            {} CRLs, {} policy edits, {} broken files dropped and removed\n\
          - reloads: {} success, {} failure ({} before the run)\n\
-         - victim: revoking CRL written at {:.2?}; last new handshake admitted started {:?} after it; \
+         - victim: revoking CRL written at {:.2?}; last new handshake admitted started {} ms after it; \
            first refused new handshake ended {refused_in:?} after it ({}); \
            {refused_after} more refused, {} admitted after that\n\
          - victim open connections: h1 {}; h2 {}\n\
@@ -1100,7 +1100,14 @@ async fn chaos_under_load() {
         reloads_failed,
         reloads_warm,
         revoked_at - t0,
-        last_admitted_start.map(|s| s.saturating_duration_since(revoked_at)),
+        last_admitted_start.map_or("-".to_string(), |s| {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            format!(
+                "{:+.1}",
+                ms(s.saturating_duration_since(revoked_at))
+                    - ms(revoked_at.saturating_duration_since(s))
+            )
+        }),
         first_refused.result.clone().unwrap_err(),
         admitted_after.len(),
         cut_text("h1"),
