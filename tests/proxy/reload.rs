@@ -2,7 +2,8 @@
 //! keep requesting, the server certificate is replaced, a client CA is
 //! added and another removed, and a client is revoked; each change applies
 //! to new handshakes within a second and no request that should succeed
-//! fails. Uses the real `tlsward proxy` binary in directory mode, rcgen
+//! fails. The long-lived connection keeps going until the removal of its
+//! client's CA, which closes it. Uses the real `tlsward proxy` binary in directory mode, rcgen
 //! CAs and CRLs, the echo upstream and many rustls clients at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,10 @@ struct Load {
     fresh_ok: AtomicU64,
     reused_ok: AtomicU64,
     long_ok: AtomicU64,
+    /// When the client CA of the long-lived connection was removed, and
+    /// when that connection then ended.
+    long_ca_removed: Mutex<Option<Instant>>,
+    long_cut: Mutex<Option<Instant>>,
     failures: Mutex<Vec<String>>,
     /// Per task: the identity generation it last started with.
     acked: Vec<AtomicU64>,
@@ -117,8 +122,9 @@ async fn reused_loop(load: Arc<Load>, task: usize, h2: bool) {
     }
 }
 
-/// One h2 connection opened at the start with the first identity, kept
-/// through every reload (established connections keep going).
+/// One h2 connection opened at the start with the first identity: kept
+/// through reloads that still accept its client, closed by the one that
+/// removes its CA.
 async fn long_loop(load: Arc<Load>, mut conn: Conn) {
     while !load.stop.load(Ordering::Relaxed) {
         match conn.get(LIVE, "/long", &[]).await {
@@ -130,7 +136,11 @@ async fn long_loop(load: Arc<Load>, mut conn: Conn) {
                 return;
             }
             Err(e) => {
-                load.fail(format!("long-lived: {e}"));
+                if load.long_ca_removed.lock().unwrap().is_some() {
+                    *load.long_cut.lock().unwrap() = Some(Instant::now());
+                } else {
+                    load.fail(format!("long-lived: {e}"));
+                }
                 return;
             }
         }
@@ -210,6 +220,8 @@ async fn hot_reload_under_load() {
         fresh_ok: AtomicU64::new(0),
         reused_ok: AtomicU64::new(0),
         long_ok: AtomicU64::new(0),
+        long_ca_removed: Mutex::new(None),
+        long_cut: Mutex::new(None),
         failures: Mutex::new(Vec::new()),
         acked: (0..FRESH + REUSED).map(|_| AtomicU64::new(0)).collect(),
         fresh_certs: Mutex::new(Vec::new()),
@@ -280,12 +292,14 @@ async fn hot_reload_under_load() {
     }
     settle().await;
     let long_before_ca_removal = load.long_ok.load(Ordering::Relaxed);
+    *load.long_ca_removed.lock().unwrap() = Some(Instant::now());
     write_json(
         dir,
         "policy.json",
         &[live_policy(&[&ca2.pem()], &[&ca2.crl(&[], 1)])],
     );
     let written = Instant::now();
+    let ca_removed_written = written;
     let ca_remove_delay = time_until(written, Duration::from_secs(3), || {
         let cfg = id1.h1.clone();
         async move { !succeeds(port, cfg).await }
@@ -371,8 +385,20 @@ async fn hot_reload_under_load() {
         "fresh {fresh}, reused {reused}"
     );
     assert!(
-        long > long_before_ca_removal,
-        "a connection established with the removed CA's client keeps going"
+        long_before_ca_removal > 0,
+        "the long-lived connection kept going through the certificate renewal and the CA addition"
+    );
+    let long_cut = load
+        .long_cut
+        .lock()
+        .unwrap()
+        .map(|at| at.saturating_duration_since(ca_removed_written))
+        .expect("the connection of the removed CA's client is still open");
+    assert!(
+        proxy.metric(
+            "tlsward_proxy_connections_closed_total",
+            &[("reason", "client_untrusted")]
+        ) >= 1.0
     );
     assert_eq!(
         stale, 0,
@@ -381,6 +407,7 @@ async fn hot_reload_under_load() {
     for (what, d) in [
         ("server certificate", cert_delay),
         ("CA removal", ca_remove_delay),
+        ("CA removal, open connection", long_cut),
         ("CRL", crl_delay),
         ("CA addition", ca_add_delay),
     ] {
