@@ -21,7 +21,7 @@
 //!   time starts working on its own;
 //! - the kept anchors are sorted by fingerprint, so the bundle bytes (and the
 //!   content hash) do not depend on the order of the sources;
-//! - every CRL must be one the TLS stack can use ([`crate::tls::check_crl`],
+//! - every CRL must be one the TLS stack can use ([`check_crl`],
 //!   the same rule the proxy's verifier applies: a CRL without the RFC 5280
 //!   extensions is refused here, not silently at the data plane), and must
 //!   be signed by a kept anchor whose subject equals the CRL issuer; an
@@ -349,7 +349,7 @@ pub enum CrlProblem {
         /// Which CRL.
         block: usize,
         /// Why, and how to make one it accepts.
-        refusal: crate::tls::CrlRefusal,
+        refusal: CrlRefusal,
     },
     /// No kept trust anchor has the CRL's issuer as subject.
     #[error(
@@ -584,7 +584,7 @@ fn check_crls(
                 Ok((_, crl)) => crl,
                 Err(why) => return Err(invalid(CrlProblem::Unparsable { block, why })),
             };
-            if let Err(refusal) = crate::tls::check_crl(&der) {
+            if let Err(refusal) = check_crl(&der) {
                 return Err(invalid(CrlProblem::Refused { block, refusal }));
             }
             let issuer_raw = crl.issuer().as_raw();
@@ -775,6 +775,99 @@ fn name_or_empty(name: String) -> String {
     } else {
         name
     }
+}
+
+/// How to make a CRL every TLS stack accepts, for the messages below.
+const CRL_FIX: &str = "produce a conforming CRL with `openssl ca -gencrl` from a CA configuration \
+     that sets `crlnumber` (a file holding the next CRL number, e.g. 01) and `crl_extensions` \
+     naming a section with `authorityKeyIdentifier=keyid:always`";
+
+/// Why the TLS stack (rustls' webpki) refuses a CRL. [`check_crl`] decides;
+/// x509-parser, which is lenient, only tells which RFC 5280 rule is broken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlRefusal {
+    /// A version 1 CRL, or one without extensions. RFC 5280 section 5.2
+    /// requires CRL Number and Authority Key Identifier; OpenSSL accepts a
+    /// CRL without them, webpki does not.
+    #[error(
+        "it lacks {}, which RFC 5280 section 5.2 requires in every CRL, so rustls refuses it \
+         (OpenSSL accepts it, so it may work elsewhere); {fix}",
+        missing_extensions(*crl_number, *authority_key_id),
+        fix = CRL_FIX
+    )]
+    MissingExtensions {
+        /// The CRL Number extension (2.5.29.20) is absent.
+        crl_number: bool,
+        /// The Authority Key Identifier extension (2.5.29.35) is absent.
+        authority_key_id: bool,
+    },
+    /// No nextUpdate field (RFC 5280 section 5.1.2.5 requires one).
+    #[error(
+        "it has no nextUpdate field, which RFC 5280 section 5.1.2.5 requires, so rustls refuses it; {fix}",
+        fix = CRL_FIX
+    )]
+    MissingNextUpdate,
+    /// A delta CRL: rustls supports complete CRLs only.
+    #[error("it is a delta CRL, which rustls does not support; publish the complete CRL instead")]
+    Delta,
+    /// Anything else webpki refused, in its words.
+    #[error("rustls refuses it ({0}); {fix}", fix = CRL_FIX)]
+    Other(String),
+}
+
+fn missing_extensions(crl_number: bool, authority_key_id: bool) -> &'static str {
+    match (crl_number, authority_key_id) {
+        (true, true) => "the CRL Number and Authority Key Identifier extensions",
+        (true, false) => "the CRL Number extension",
+        (false, true) => "the Authority Key Identifier extension",
+        (false, false) => "the extensions",
+    }
+}
+
+/// The one rule for CRLs: whether the TLS stack can use this CRL (DER).
+/// The bundle builder (operator and proxy) and `tls::client_verifier` both ask
+/// it, so the operator never reports Synced for a CRL the proxy refuses.
+/// Pure: the same parser rustls runs when a verifier is built.
+pub fn check_crl(der: &[u8]) -> Result<(), CrlRefusal> {
+    use x509_parser::oid_registry::{
+        OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_CRL_NUMBER,
+        OID_X509_EXT_DELTA_CRL_INDICATOR,
+    };
+    use x509_parser::x509::X509Version;
+    let Err(refused) = webpki::OwnedCertRevocationList::from_der(der) else {
+        return Ok(());
+    };
+    let other = || CrlRefusal::Other(format!("{refused:?}"));
+    let Ok((_, crl)) = x509_parser::parse_x509_crl(der) else {
+        return Err(other());
+    };
+    let has = |oid: &x509_parser::oid_registry::Oid| crl.extensions().iter().any(|e| e.oid == *oid);
+    let crl_number = !has(&OID_X509_EXT_CRL_NUMBER);
+    let authority_key_id = !has(&OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER);
+    let missing = CrlRefusal::MissingExtensions {
+        crl_number,
+        authority_key_id,
+    };
+    // In webpki's own order: version 2, nextUpdate, then a non-empty
+    // extensions list, so the first reported fault is the one it hit.
+    if crl.version() != Some(X509Version::V2) {
+        return Err(if crl_number || authority_key_id {
+            missing
+        } else {
+            other()
+        });
+    }
+    if crl.next_update().is_none() {
+        return Err(CrlRefusal::MissingNextUpdate);
+    }
+    if crl.extensions().is_empty() {
+        return Err(missing);
+    }
+    if has(&OID_X509_EXT_DELTA_CRL_INDICATOR) {
+        return Err(CrlRefusal::Delta);
+    }
+    Err(other())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! `preload` reach hosts the Ingress does not own, so it is the app team's
 //! choice, not a default.
 
-use hyper::header::HeaderValue;
+use http::HeaderValue;
 
 /// The Ingress annotation.
 pub const HSTS_ANNOTATION: &str = "tlsward.io/hsts";
