@@ -1078,7 +1078,7 @@ async fn chaos_under_load() {
          - churn: {} server-certificate renewals ({certs_seen} distinct certificates seen by new connections), \
            {} CRLs, {} policy edits, {} broken files dropped and removed\n\
          - reloads: {} success, {} failure ({} before the run)\n\
-         - victim: revoking CRL written at {:.2?}; last new handshake admitted started {} ms after it; \
+         - victim: revoking CRL written at {:.2?}; last new handshake admitted started at {} ms from it; \
            first refused new handshake ended {refused_in:?} after it ({}); \
            {refused_after} more refused, {} admitted after that\n\
          - victim open connections: h1 {}; h2 {}\n\
