@@ -708,6 +708,8 @@ fn date_time(secs: u64) -> [u8; 19] {
 
 #[cfg(test)]
 mod generated_tests;
+#[cfg(test)]
+mod line_check;
 
 #[cfg(test)]
 mod tests {
