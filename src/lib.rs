@@ -11,6 +11,8 @@ pub mod admission;
 pub mod check;
 pub mod clientauth;
 mod fast_hash;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod labels;
 pub mod manifests;
 pub mod oidc;
