@@ -9,6 +9,9 @@ use x509_parser::prelude::{AttributeTypeAndValue, FromDer, X509Certificate, X509
 
 use crate::clientauth::AllowedClients;
 
+#[cfg(test)]
+mod xfcc_reader;
+
 /// What the proxy knows of a client after a verified handshake.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientIdentity {
