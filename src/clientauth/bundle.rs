@@ -1643,7 +1643,8 @@ mod tests {
         let der = |pem: &str, expect| read_blocks(pem, expect).unwrap().remove(0);
         let cert = |pem: &str| der(pem, Expect::Certificate);
         let crl = |pem: &str| der(pem, Expect::Crl);
-        let blocks: &[(&str, Vec<(u8, Vec<u8>)>)] = &[
+        type Blocks = Vec<(u8, Vec<u8>)>;
+        let blocks: &[(&str, Blocks)] = &[
             (
                 "chain-and-crl",
                 vec![

@@ -160,7 +160,7 @@ fn junk(b: &mut Bytes, depth: u32) -> Node {
     match b.below(if depth > 2 { 4 } else { 6 }) {
         0 => Node::Str(text(b)),
         1 => Node::Null,
-        2 => Node::Bool(b.byte() % 2 == 0),
+        2 => Node::Bool(b.byte().is_multiple_of(2)),
         3 => Node::Num(
             b.pick(&["0", "-1", "12.5", "1e9", "-0.0E-2", "7", "1E400"])
                 .to_string(),
