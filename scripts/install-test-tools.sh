@@ -107,11 +107,21 @@ else
   echo "warning: no Node.js >= 20 with npm: the OIDC provider tests will skip" >&2
 fi
 
+# cargo-fuzz (the libFuzzer targets of tests/fuzz, run by scripts/fuzz.sh),
+# pinned, built from crates.io into .tools (about 1.5 minutes). It drives
+# nightly-only rustc flags; scripts/fuzz.sh sets RUSTC_BOOTSTRAP=1 so the
+# machine's stable toolchain accepts them.
+CARGO_FUZZ_VERSION="0.13.2"
+if ! "$TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+  echo "installing cargo-fuzz $CARGO_FUZZ_VERSION with cargo install"
+  cargo install -q --locked --root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
 export PATH="$TOOLS/bin:$PATH"
-for tool in kubectl helm promtool openssl curl kubernetes-validate cargo-deny testssl; do
+for tool in kubectl helm promtool openssl curl kubernetes-validate cargo-deny cargo-fuzz testssl; do
   if ! command -v "$tool" >/dev/null; then
     echo "error: $tool is still missing after install" >&2
     exit 1
   fi
 done
-echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); helm $(helm version --template '{{.Version}}'); $(promtool --version 2>&1 | head -1); $(openssl version); $(cargo-deny --version); testssl $(testssl --version 2>/dev/null | grep -o '3\.[0-9.]*' | head -1); oidc-provider $(node -p 'require("./tests/oidc-provider/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo missing)"
+echo "test tools ready: $(kubectl version --client 2>/dev/null | head -1); helm $(helm version --template '{{.Version}}'); $(promtool --version 2>&1 | head -1); $(openssl version); $(cargo-deny --version); $(cargo-fuzz --version); testssl $(testssl --version 2>/dev/null | grep -o '3\.[0-9.]*' | head -1); oidc-provider $(node -p 'require("./tests/oidc-provider/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo missing)"

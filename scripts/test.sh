@@ -14,3 +14,6 @@ cargo clippy --all-targets --locked -- -D warnings
 # GitHub, which this CI cannot reach (docs/security.md).
 cargo deny --config scripts/deny.toml check bans licenses sources
 cargo test --locked --no-fail-fast
+# A short bounded pass over every fuzz target (docs/fuzzing.md): about 10 s
+# each after a build of tests/fuzz (some 10 minutes cold on 2 cores).
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash scripts/fuzz.sh

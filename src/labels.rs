@@ -195,4 +195,72 @@ mod tests {
         );
         assert!(err.to_string().contains("matchExpressions[0]"), "{err}");
     }
+
+    /// Against kube's selector (`kube::core::Selector`) as the oracle, on
+    /// selectors and label sets over a few keys and values: what tlsward
+    /// compiles kube accepts and matches alike; what tlsward refuses kube
+    /// refuses, but for `In`/`NotIn` with an empty list, which Kubernetes'
+    /// validation refuses and kube-core takes. The `labels` fuzz target
+    /// checks the same.
+    #[test]
+    fn agrees_with_kubes_selector() {
+        use kube::core::{Selector as KubeSelector, SelectorExt};
+        use proptest::prelude::*;
+
+        let word = || {
+            prop_oneof![
+                6 => prop::sample::select(vec!["app", "tier", "web", "", "env", "App", "a/b"]),
+                1 => Just("prod"),
+            ]
+            .prop_map(str::to_string)
+        };
+        let op = prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist", "in", ""]);
+        let expr = (
+            word(),
+            op,
+            prop::option::of(prop::collection::vec(word(), 0..3)),
+        )
+            .prop_map(|(key, op, values)| LabelSelectorRequirement {
+                key,
+                operator: op.to_string(),
+                values,
+            });
+        let map = || prop::collection::btree_map(word(), word(), 0..4);
+        let selector = (
+            prop::option::of(map()),
+            prop::option::of(prop::collection::vec(expr, 0..4)),
+        )
+            .prop_map(|(match_labels, match_expressions)| LabelSelector {
+                match_labels,
+                match_expressions,
+            });
+        crate::testing::check_property(
+            "agrees_with_kubes_selector",
+            2000,
+            (selector, prop::collection::vec(map(), 1..6)),
+            |(sel, sets)| {
+                let theirs = KubeSelector::try_from(sel.clone());
+                let (ours, theirs) = match (Selector::compile(&sel), theirs) {
+                    (Ok(ours), Ok(theirs)) => (ours, theirs),
+                    (Err(_), Err(_)) => return Ok(()),
+                    (Err(SelectorError::NoValues { index, .. }), Ok(_)) => {
+                        let e = &sel.match_expressions.as_ref().unwrap()[index];
+                        prop_assert!(e.values.as_ref().is_some_and(Vec::is_empty), "{:?}", e);
+                        return Ok(());
+                    }
+                    (ours, theirs) => {
+                        return Err(TestCaseError::fail(format!("{ours:?} / {theirs:?}")));
+                    }
+                };
+                for set in &sets {
+                    let want = theirs.matches(set);
+                    prop_assert_eq!(ours.matches(set), want, "{:?} on {:?}", sel, set);
+                    if want && let Some((k, v)) = ours.index_key() {
+                        prop_assert_eq!(set.get(k).map(String::as_str), Some(v));
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
 }

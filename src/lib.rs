@@ -12,6 +12,8 @@ pub mod check;
 pub mod clientauth;
 pub mod conn;
 mod fast_hash;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod labels;
 pub mod manifests;
 pub mod oidc;

@@ -356,4 +356,89 @@ mod tests {
             .to_string();
         assert!(err.contains("not a Kubernetes object"), "{err}");
     }
+
+    /// Text put together from YAML and JSON pieces (markers, flow and block
+    /// collections, anchors, tags, quotes, Lists): the reader answers
+    /// without a panic; an error names the file and a document from 1;
+    /// documents come in file order; each mapping written back as JSON
+    /// reads back as itself. The `manifests` fuzz target checks the same.
+    #[test]
+    fn any_text_reads_to_documents_in_order_or_a_placed_error() {
+        use proptest::prelude::*;
+
+        let piece = prop::sample::select(vec![
+            "---\n",
+            "...\n",
+            "\n",
+            "apiVersion: v1\n",
+            "kind: List\n",
+            "kind: Secret\n",
+            "items:\n",
+            "- ",
+            "  ",
+            "metadata: {name: a}\n",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"a\"",
+            "'b'",
+            "&x ",
+            "*x",
+            "!tag ",
+            "# c\n",
+            "key: value\n",
+            "1e400",
+            "-0",
+            "null",
+            "~",
+            "? ",
+            "|\n  text\n",
+            "{\"kind\": \"Namespace\"}",
+            "é",
+            "\t",
+        ]);
+        crate::testing::check_property(
+            "any_text_reads_to_documents_in_order_or_a_placed_error",
+            1000,
+            prop::collection::vec(piece, 0..24),
+            |pieces| {
+                let text = pieces.concat();
+                match parse_text("p.yaml", &text) {
+                    Err(ManifestError::Parse {
+                        path,
+                        index,
+                        message,
+                    }) => {
+                        prop_assert_eq!(path, "p.yaml");
+                        prop_assert!(index >= 1, "document {} for {:?}: {}", index, text, message);
+                    }
+                    Err(other) => return Err(TestCaseError::fail(format!("{other}"))),
+                    Ok(docs) => {
+                        let mut last = 1;
+                        for d in &docs {
+                            prop_assert!(d.index >= last, "{:?}", text);
+                            last = d.index;
+                            let list = d
+                                .value
+                                .get("kind")
+                                .and_then(Value::as_str)
+                                .is_some_and(|k| k.ends_with("List"));
+                            if !d.value.is_object() || list {
+                                continue;
+                            }
+                            let json = serde_json::to_string(&d.value).unwrap();
+                            let again = parse_text("p.json", &json)
+                                .map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+                            prop_assert_eq!(again.len(), 1);
+                            prop_assert_eq!(&again[0].value, &d.value, "{}", json);
+                        }
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
 }

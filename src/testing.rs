@@ -354,3 +354,40 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out.extend_from_slice(content);
     out
 }
+/// Runs a property test with a seed drawn for this run and named when it
+/// fails, so any failure can be replayed: `PROPTEST_RNG_SEED=<seed>` (the
+/// message gives the command). `PROPTEST_CASES` overrides `cases`. No
+/// regression files are written: the seed is the record.
+pub fn check_property<S: proptest::strategy::Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) {
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            // Nanoseconds, mixed so that runs a moment apart differ in every bit.
+            now.map_or(1, |d| d.as_nanos() as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(29)
+        });
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(cases);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!(
+            "{name}: {e}\nseed {seed}: PROPTEST_RNG_SEED={seed} cargo test {name} replays this run"
+        );
+    }
+}

@@ -1654,4 +1654,211 @@ mod tests {
             assert_eq!(error.reason().as_str(), reason, "{error}");
         }
     }
+
+    /// Writes the `bundle` fuzz target's seeds into `$TLSWARD_FUZZ_SEEDS`
+    /// (tests/fuzz/make-seeds.sh runs it): the certificates and CRLs above,
+    /// in the target's two forms (byte 0 picks `now`, 0 for NOW; byte 1
+    /// the form). Certificates and CRLs only: no private key is written.
+    #[test]
+    #[ignore = "writes the fuzz seeds; run by tests/fuzz/make-seeds.sh"]
+    fn write_fuzz_seeds() {
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("TLSWARD_FUZZ_SEEDS").expect("TLSWARD_FUZZ_SEEDS names the folder"),
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = fixture();
+        let owned = [
+            f.root.pem(),
+            f.intermediate.pem(),
+            f.leaf_pem.clone(),
+            f.expired.pem(),
+            f.future.pem(),
+            f.stranger.pem(),
+            f.impostor.pem(),
+        ];
+        let [root, inter, leaf, expired, future, stranger, impostor] =
+            owned.each_ref().map(String::as_str);
+        let (crl_root, crl_stranger) = (f.crl_root.as_str(), f.crl_stranger.as_str());
+        // Text form: sources cut at `%%` (anchors) and `%%crl` (revocation).
+        let text: &[(&str, Vec<&str>, Vec<&str>)] = &[
+            ("chain-and-crl", vec![root, inter], vec![crl_root]),
+            ("two-sources", vec![root, inter], vec![]),
+            ("crl-unknown-issuer", vec![root], vec![crl_stranger]),
+            (
+                "impostor",
+                vec![impostor, root],
+                vec![f.crl_impostor.as_str()],
+            ),
+            (
+                "expired-only",
+                vec![expired],
+                vec![f.crl_expired_ca.as_str()],
+            ),
+            ("leaf-and-root", vec![leaf, root], vec![]),
+            ("not-yet-valid", vec![future, stranger], vec![crl_stranger]),
+            (
+                "duplicates",
+                vec![root, root],
+                vec![
+                    crl_root,
+                    f.crl_root_v2.as_str(),
+                    f.crl_root_expired.as_str(),
+                    crl_root,
+                ],
+            ),
+        ];
+        for (name, anchors, crls) in text {
+            let mut out = String::new();
+            for (i, a) in anchors.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("%%\n");
+                }
+                out.push_str(a);
+            }
+            for c in crls {
+                out.push_str("%%crl\n");
+                out.push_str(c);
+            }
+            let mut bytes = vec![0u8, 0u8];
+            bytes.extend_from_slice(out.as_bytes());
+            std::fs::write(dir.join(format!("text-{name}")), bytes).unwrap();
+        }
+        let annotated = format!(
+            "subject=CN = Test Root CA, O = tlsward tests\nissuer=CN = Test Root CA\n\n{root}\n# comment\n{inter}"
+        );
+        let mut bytes = vec![0u8, 0u8];
+        bytes.extend_from_slice(annotated.as_bytes());
+        std::fs::write(dir.join("text-openssl-annotated"), bytes).unwrap();
+
+        // DER form: blocks joined by `%%%%`, each after a flags byte (bit 0
+        // revocation, bits 1-3 the label: 0 CERTIFICATE, 1 X509 CRL; bit 4
+        // a new source).
+        let der = |pem: &str, expect| read_blocks(pem, expect).unwrap().remove(0);
+        let cert = |pem: &str| der(pem, Expect::Certificate);
+        let crl = |pem: &str| der(pem, Expect::Crl);
+        type Blocks = Vec<(u8, Vec<u8>)>;
+        let blocks: &[(&str, Blocks)] = &[
+            (
+                "chain-and-crl",
+                vec![
+                    (0x00, cert(root)),
+                    (0x10, cert(inter)),
+                    (0x03, crl(crl_root)),
+                ],
+            ),
+            ("leaf", vec![(0x00, cert(leaf)), (0x00, cert(expired))]),
+            (
+                "impostor",
+                vec![(0x00, cert(impostor)), (0x03, crl(crl_root))],
+            ),
+            ("future", vec![(0x00, cert(future))]),
+        ];
+        for (name, list) in blocks {
+            let mut bytes = vec![0u8, 1u8];
+            for (i, (flags, der)) in list.iter().enumerate() {
+                if i > 0 {
+                    bytes.extend_from_slice(b"%%%%");
+                }
+                bytes.push(*flags);
+                bytes.extend_from_slice(der);
+            }
+            std::fs::write(dir.join(format!("der-{name}")), bytes).unwrap();
+        }
+    }
+
+    /// Every case above, with its PEM text damaged (characters replaced,
+    /// lines dropped, repeated or cut short, at any time `now`): the builder
+    /// answers with a bundle or an error naming a source, never a panic;
+    /// and a bundle it builds gives itself back from its own `ca.crt` and
+    /// `ca.crl`. The `bundle` fuzz target checks the same, from raw DER too.
+    #[test]
+    fn damaged_sources_give_errors_or_sound_bundles() {
+        use proptest::prelude::*;
+
+        let cases = cases();
+        let damage = (
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            0..6u8,
+        );
+        crate::testing::check_property(
+            "damaged_sources_give_errors_or_sound_bundles",
+            300,
+            (
+                0..cases.len(),
+                prop::collection::vec(damage, 1..4),
+                prop::sample::select(vec![NOW, 0, i64::MIN, i64::MAX, NOW + 10 * 365 * 86_400]),
+            ),
+            |(case, damages, now)| {
+                let mut anchors = cases[case].anchors.clone();
+                let mut crls = cases[case].crls.clone();
+                for (which, at, how) in damages {
+                    let total = anchors.len() + crls.len();
+                    if total == 0 {
+                        break;
+                    }
+                    let i = which.index(total);
+                    let pem = if i < anchors.len() {
+                        &mut anchors[i].pem
+                    } else {
+                        &mut crls[i - anchors.len()].pem
+                    };
+                    let lines: Vec<&str> = pem.split_inclusive('\n').collect();
+                    if lines.is_empty() {
+                        continue;
+                    }
+                    let l = at.index(lines.len());
+                    let mut out: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+                    match how {
+                        0 => {
+                            out.remove(l);
+                        }
+                        1 => out.insert(l, lines[l].to_string()),
+                        2 => out.truncate(l),
+                        _ => {
+                            let chars: Vec<char> = out[l].chars().collect();
+                            let c = at
+                                .index(chars.len().max(1))
+                                .min(chars.len().saturating_sub(1));
+                            let with =
+                                ['A', '-', '=', ' ', '\u{0}', 'é', '\n'][usize::from(how) % 7];
+                            out[l] = chars
+                                .iter()
+                                .enumerate()
+                                .map(|(k, &ch)| if k == c { with } else { ch })
+                                .collect();
+                        }
+                    }
+                    *pem = out.concat();
+                }
+                match build(&anchors, &crls, now) {
+                    Ok(bundle) => {
+                        for pair in bundle.anchors.windows(2) {
+                            prop_assert!(pair[0].fingerprint < pair[1].fingerprint);
+                        }
+                        let again_crls: Vec<PemInput> =
+                            bundle.crl_pem.iter().map(|p| input("ca.crl", p)).collect();
+                        let again = build(&[input("ca.crt", &bundle.ca_pem)], &again_crls, now)
+                            .map_err(|e| TestCaseError::fail(format!("own output refused: {e}")))?;
+                        prop_assert_eq!(&again.ca_pem, &bundle.ca_pem);
+                        prop_assert_eq!(&again.crl_pem, &bundle.crl_pem);
+                    }
+                    Err(e) => {
+                        let shown = e.to_string();
+                        let named = match &e {
+                            BundleError::InvalidCertificate { input, .. } => {
+                                anchors.iter().any(|a| &a.source == input)
+                            }
+                            BundleError::InvalidCrl { input, .. } => {
+                                crls.iter().any(|c| &c.source == input)
+                            }
+                            _ => true,
+                        };
+                        prop_assert!(named, "{}", shown);
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
 }

@@ -26,13 +26,11 @@ pub enum HostError {
 pub fn normalize(authority: &str) -> Result<Cow<'_, str>, HostError> {
     let host = strip_port(authority)?;
     if let Some(literal) = host.strip_prefix('[') {
-        // An IPv6 (or IPvFuture) literal: brackets kept, as `Host` wants.
+        // An IPv6 literal: brackets kept, as `Host` wants. Hex digits,
+        // colons and dots alone are not enough (`[::::::::a]`): it must be
+        // an address, or it could not travel on in a URL.
         let inner = literal.strip_suffix(']').ok_or(HostError::Invalid)?;
-        if inner.is_empty()
-            || !inner
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
+        if inner.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(HostError::Invalid);
         }
         return Ok(lower(host));
@@ -131,6 +129,11 @@ mod tests {
             "[::1",
             "[]:443",
             "[::1%eth0]",
+            // Found by the request_host fuzz target: the characters of an
+            // IPv6 literal, but no address, and no URL takes it.
+            "[::::::::::::A]",
+            "[1:2:3:4:5:6:7:8:9]",
+            "[::1.2.3]",
             "caf\u{e9}.example",
             "%61.example",
             "app.example.com..",

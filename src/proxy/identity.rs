@@ -581,4 +581,36 @@ mod tests {
     }
 
     use hyper::header::HeaderValue;
+
+    /// Client certificates with any subject (several attribute types, any
+    /// characters, two CNs) and any URI and DNS SANs: the XFCC header the
+    /// proxy writes reads back, with `read_back`, to exactly the
+    /// certificate's fields, or names the SAN it cannot carry. The `xfcc`
+    /// fuzz target checks the same (`crate::fuzzing::xfcc_reads_back`).
+    #[test]
+    fn xfcc_reads_back_to_the_certificate_for_any_names() {
+        use proptest::prelude::*;
+
+        let text = || {
+            let c = prop_oneof![
+                4 => prop::char::range('a', 'z'),
+                3 => prop::sample::select(vec![
+                    ',', ';', '=', '"', '\\', ' ', '+', '<', '#', ':', '/', '\n', '\u{0}', 'é',
+                    '\u{2028}',
+                ]),
+                1 => any::<char>(),
+            ];
+            prop::collection::vec(c, 0..10).prop_map(String::from_iter)
+        };
+        let subject = prop::collection::vec((0..6usize, text()), 0..5);
+        let sans = prop::collection::vec(text(), 0..3);
+        crate::testing::check_property(
+            "xfcc_reads_back_to_the_certificate_for_any_names",
+            200,
+            (subject, sans.clone(), sans),
+            |(subject, uris, dns)| {
+                crate::fuzzing::xfcc_reads_back(&subject, &uris, &dns).map_err(TestCaseError::fail)
+            },
+        );
+    }
 }

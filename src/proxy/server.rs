@@ -476,7 +476,7 @@ fn still_accepted(
 
 /// The host a request is for: `:authority` (h2) or `Host`, checked and
 /// normalised (see [`authority`](super::authority)).
-fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
     authority::request_host(
         req.uri().authority().map(|a| a.as_str()),
         req.headers().get(header::HOST).map(HeaderValue::as_bytes),
@@ -963,5 +963,56 @@ mod tests {
         h.append("x-client-cert-note", HeaderValue::from_static("kept"));
         remove_headers(&mut h, is_edge_header);
         assert_eq!(names(&h), ["x-client-cert-note"]);
+    }
+
+    /// Authorities made of host-ish pieces (capitals, dots, ports, IPv6
+    /// literals, userinfo, percent signs, spaces, non-ASCII): a host the
+    /// proxy routes by is normal and can travel on (header value, URL
+    /// authority), and the same authority gives the same answer as the
+    /// request target (`:authority`, absolute form) and as a Host header.
+    /// The `request_host` fuzz target checks the same.
+    #[test]
+    fn request_host_is_normal_and_the_same_from_authority_and_host() {
+        use proptest::prelude::*;
+
+        let authority = prop::collection::vec(
+            prop_oneof![
+                6 => prop::sample::select(vec![
+                    "a", "B", "example", "COM", ".", ":", "8443", "0", "[", "]", "::1", "-",
+                ]),
+                1 => prop::sample::select(vec!["@", "%41", " ", "é", "_", "*", "/", "\t"]),
+            ],
+            1..8,
+        )
+        .prop_map(|parts| parts.concat());
+        crate::testing::check_property(
+            "request_host_is_normal_and_the_same_from_authority_and_host",
+            2000,
+            authority,
+            |text| {
+                let by_header = HeaderValue::from_str(&text).ok().map(|v| {
+                    let mut req = Request::new(());
+                    req.headers_mut().insert(header::HOST, v);
+                    request_host(&req)
+                });
+                let by_target = format!("https://{text}/")
+                    .parse::<hyper::Uri>()
+                    .ok()
+                    .map(|uri| {
+                        let mut req = Request::new(());
+                        *req.uri_mut() = uri;
+                        request_host(&req)
+                    });
+                for host in [&by_header, &by_target].into_iter().flatten().flatten() {
+                    crate::fuzzing::check_routed_host(host).map_err(TestCaseError::fail)?;
+                }
+                if let (Some(h), Some(t)) = (&by_header, &by_target)
+                    && !text.contains(['/', '?', '#'])
+                {
+                    prop_assert_eq!(h, t, "Host {:?} and :authority {:?} disagree", text, text);
+                }
+                Ok(())
+            },
+        );
     }
 }

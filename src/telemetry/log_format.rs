@@ -39,7 +39,8 @@ use tracing_subscriber::registry::LookupSpan;
 ///
 /// JSON: `{"timestamp":..,"level":..,FIELDS,"target":..,"span":{"name":..,FIELDS}}`,
 /// with `span` the innermost span, if any. Strings are escaped as RFC 8259
-/// requires, and unsafe characters as `\uXXXX` too. NaN and infinities are
+/// requires, and unsafe characters as `\uXXXX` too. Floats are written with
+/// an exponent when very large or small (`1e300`). NaN and infinities are
 /// the strings `"NaN"`, `"inf"` and `"-inf"`; 128-bit integers are strings,
 /// since most JSON readers round integers past 64 bits. A field is written
 /// under its name (`r#type` as `type`) unless the object already has that
@@ -382,13 +383,16 @@ impl Visit for FieldWriter<'_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // JSON has no NaN or infinity: those become strings.
-        self.record(field, |w, json, _| {
-            if json && !value.is_finite() {
-                write!(w, "\"{value}\"")
-            } else {
-                write!(w, "{value}")
-            }
+        // JSON has no NaN or infinity: those become strings. A finite value
+        // is written as Debug writes it, with an exponent when it is very
+        // large or small (`1.7976931348623157e308`): Display writes all 309
+        // digits of f64::MAX, which is JSON, but which serde_json (without
+        // its float_roundtrip feature) rounds past the largest double and
+        // refuses as out of range.
+        self.record(field, |w, json, _| match (json, value.is_finite()) {
+            (true, false) => write!(w, "\"{value}\""),
+            (true, true) => write!(w, "{value:?}"),
+            (false, _) => write!(w, "{value}"),
         });
     }
 
@@ -708,6 +712,8 @@ fn date_time(secs: u64) -> [u8; 19] {
 
 #[cfg(test)]
 mod generated_tests;
+#[cfg(test)]
+mod line_check;
 
 #[cfg(test)]
 mod tests {
@@ -888,5 +894,17 @@ mod tests {
             refused["span"],
             serde_json::json!({"name": "reconcile", "namespace": "team-a", "policy": "strict"})
         );
+    }
+
+    /// Found by the `log_format` fuzz target: f64::MAX written with all its
+    /// 309 digits is a JSON number serde_json refuses as out of range, so
+    /// the whole line was unreadable to a Rust log reader.
+    #[test]
+    fn json_floats_at_the_ends_of_the_range_read_back() {
+        for v in [f64::MAX, f64::MIN, 5e-324, 1e300, 0.1, -0.0, 100.0] {
+            let out = lines(true, || info!(v, "f"));
+            let line: serde_json::Value = serde_json::from_str(&out[0]).expect(&out[0]);
+            assert_eq!(line["v"].as_f64(), Some(v), "{}", out[0]);
+        }
     }
 }

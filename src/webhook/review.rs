@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 use crate::admission::{self, AUDIT_VIOLATIONS_KEY, IngressObject, Review};
 use crate::policy::Enforcement;
 
+#[cfg(test)]
+mod plan;
 mod reader;
 
 /// Which endpoint was called.
@@ -228,6 +230,17 @@ fn parse(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
     // One UTF-8 check of the whole body instead of one per string.
     if let Ok(text) = std::str::from_utf8(body)
         && let Some(parsed) = reader::review(text).ok().or_else(|| parse_with_serde(text))
+    {
+        return Ok(parsed);
+    }
+    parse_slowly(body)
+}
+
+/// [`parse`] without the hand-written reader: what every body would get
+/// if the reader did not exist. The reader's oracle.
+fn parse_without_reader(body: &[u8]) -> Result<Parsed<'_>, BadRequest> {
+    if let Ok(text) = std::str::from_utf8(body)
+        && let Some(parsed) = parse_with_serde(text)
     {
         return Ok(parsed);
     }
@@ -525,7 +538,16 @@ pub fn decide<'b>(
     snapshot: &super::Snapshot,
     namespaces: Option<NamespaceLabels>,
 ) -> Result<Decision<'b>, BadRequest> {
-    let req = parse(body)?;
+    Ok(decide_parsed(hook, parse(body)?, snapshot, namespaces))
+}
+
+/// [`decide`] after the body is parsed.
+fn decide_parsed<'b>(
+    hook: Hook,
+    req: Parsed<'b>,
+    snapshot: &super::Snapshot,
+    namespaces: Option<NamespaceLabels>,
+) -> Decision<'b> {
     let mut d = Decision {
         response: response(req.uid),
         verdict: ReviewVerdict::Allowed,
@@ -537,7 +559,7 @@ pub fn decide<'b>(
         dry_run: req.dry_run,
     };
     if matches!(d.operation.as_ref(), "DELETE" | "CONNECT") {
-        return Ok(d);
+        return d;
     }
     let invalid = |mut d: Decision<'b>, why: Invalid| {
         d.response.allowed = false;
@@ -554,12 +576,12 @@ pub fn decide<'b>(
         } else {
             format!("{}/{} {}", gvk.group, gvk.version, gvk.kind)
         };
-        return Ok(invalid(d, Invalid::NotIngress { got }));
+        return invalid(d, Invalid::NotIngress { got });
     }
     let ingress = match req.object {
         Ok(Some(ingress)) => ingress,
-        Ok(None) => return Ok(invalid(d, Invalid::Missing)),
-        Err(e) => return Ok(invalid(d, Invalid::Undecodable(e))),
+        Ok(None) => return invalid(d, Invalid::Missing),
+        Err(e) => return invalid(d, Invalid::Undecodable(e)),
     };
     let old = req.old;
     // Cheap: both are usually borrowed from the body.
@@ -609,7 +631,7 @@ pub fn decide<'b>(
             d.response.warnings = m.warnings;
         }
     }
-    Ok(d)
+    d
 }
 
 /// The AdmissionReview the API server would send for `object`: for
@@ -642,6 +664,63 @@ pub fn request_for(object: &serde_json::Value, operation: &str, uid: &str) -> se
             "dryRun": false
         }
     })
+}
+
+/// What a parse yields, in a comparable form.
+fn view(p: &Parsed) -> String {
+    format!(
+        "{:?}",
+        (
+            [&p.uid, &p.kind.group, &p.kind.version, &p.kind.kind],
+            (&p.name, &p.namespace, &p.operation, p.dry_run),
+            (&p.object, &p.old),
+        )
+    )
+}
+
+/// The hand-written reader held to serde's answers on one body: when the
+/// reader reads it, serde must read it too, to the same request and object,
+/// and the decision (verdict, response JSON with its patch or status,
+/// warnings) must be the same byte for byte. Returns whether the reader
+/// read the body; when it gives up, [`decide`] takes serde's path, so there
+/// is nothing to compare. The oracle of the `review_reader` fuzz target and
+/// of the property tests (docs/fuzzing.md).
+pub(crate) fn reader_agrees_with_serde(
+    hook: Hook,
+    body: &[u8],
+    snapshot: &super::Snapshot,
+    namespaces: Option<NamespaceLabels>,
+) -> Result<bool, String> {
+    let Some(fast) = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| reader::review(text).ok())
+    else {
+        return Ok(false);
+    };
+    let slow = match parse_without_reader(body) {
+        Ok(slow) => slow,
+        Err(e) => return Err(format!("the reader read a body serde refuses: {e}")),
+    };
+    if let Err(e) = &slow.object {
+        return Err(format!(
+            "the reader read request.object, serde finds it undecodable: {e}"
+        ));
+    }
+    let (fast_view, slow_view) = (view(&fast), view(&slow));
+    if fast_view != slow_view {
+        return Err(format!(
+            "the reader read\n  {fast_view}\nserde read\n  {slow_view}"
+        ));
+    }
+    let answer = |d: Decision| format!("{d:?} {}", String::from_utf8_lossy(&d.to_json()));
+    let fast = answer(decide_parsed(hook, fast, snapshot, namespaces));
+    let slow = answer(decide_parsed(hook, slow, snapshot, namespaces));
+    if fast != slow {
+        return Err(format!(
+            "decided on the reader's parse\n  {fast}\non serde's\n  {slow}"
+        ));
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -781,6 +860,63 @@ mod tests {
         assert_eq!(
             (&invalid["reason"], &invalid["code"]),
             (&json!("BadRequest"), &json!(400))
+        );
+    }
+
+    /// Random plans (see `plan`) around the kubectl-made Ingresses of
+    /// `policies/ingresses/`: wherever the reader reads a body, serde must
+    /// read it to the same request, and both hooks must decide the same
+    /// under every policy of the fuzzing snapshots. The plans are made so
+    /// that the reader reads most of them; that share is asserted too, so
+    /// the comparison cannot quietly stop being made.
+    #[test]
+    fn reader_agrees_with_serde_on_planned_reviews() {
+        use proptest::prelude::*;
+        use std::cell::Cell;
+
+        let ingresses: Vec<plan::Node> = crate::fuzzing::sample_ingresses()
+            .iter()
+            .map(plan::Node::from)
+            .collect();
+        assert!(
+            ingresses.len() >= 10,
+            "{} sample Ingresses",
+            ingresses.len()
+        );
+        let snapshots = crate::fuzzing::webhook_snapshots();
+        let lookups = crate::fuzzing::namespace_lookups();
+        let (runs, read) = (Cell::new(0u32), Cell::new(0u32));
+        let cases = 1500;
+        crate::testing::check_property(
+            "reader_agrees_with_serde_on_planned_reviews",
+            cases,
+            (
+                proptest::collection::vec(any::<u8>(), 0..400),
+                0..snapshots.len(),
+                0..lookups.len(),
+            ),
+            |(bytes, s, l)| {
+                let body = plan::body(&ingresses, &bytes);
+                let mut was_read = false;
+                for hook in Hook::ALL {
+                    let agreed = reader_agrees_with_serde(hook, &body, &snapshots[s], lookups[l])
+                        .map_err(|why| {
+                        TestCaseError::fail(format!(
+                            "{why}\nbody: {}",
+                            String::from_utf8_lossy(&body)
+                        ))
+                    })?;
+                    was_read |= agreed;
+                }
+                runs.set(runs.get() + 1);
+                read.set(read.get() + u32::from(was_read));
+                Ok(())
+            },
+        );
+        let (runs, read) = (runs.get(), read.get());
+        assert!(
+            read * 100 >= runs * 60,
+            "the reader read only {read} of {runs} planned reviews: the plans no longer reach it"
         );
     }
 }
