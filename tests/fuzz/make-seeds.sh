@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SEEDS=tests/fuzz/seeds
 export PATH="$PWD/.tools/bin:$PATH"
-rm -rf "$SEEDS/review_reader" "$SEEDS/manifests" "$SEEDS/request_host"
+# Inputs that once crashed a target (regression-*) are kept.
+find "$SEEDS/review_reader" "$SEEDS/manifests" "$SEEDS/request_host" -type f \
+  ! -name 'regression-*' -delete 2>/dev/null || true
 mkdir -p "$SEEDS"/{review_reader,manifests,bundle,request_host}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
