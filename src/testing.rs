@@ -338,21 +338,7 @@ impl RawCrl {
 
 /// One DER element: tag, definite length, content.
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
+    crate::proxy::identity::der_tlv(tag, content)
 }
 /// Runs a property test with a seed drawn for this run and named when it
 /// fails, so any failure can be replayed: `PROPTEST_RNG_SEED=<seed>` (the

@@ -213,21 +213,26 @@ fn der_of(v: &Any) -> Vec<u8> {
     };
     let constructed = if v.header.is_constructed() { 0x20 } else { 0 };
     // Attribute values in names use universal tags below 31: one byte.
-    let mut der = vec![class | constructed | (v.tag().0 as u8 & 0x1f)];
-    let len = v.data.len();
+    der_tlv(class | constructed | (v.tag().0 as u8 & 0x1f), v.data)
+}
+
+/// One DER element: tag, definite length, content.
+pub(crate) fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
     if len < 0x80 {
-        der.push(len as u8);
+        out.push(len as u8);
     } else {
         let bytes: Vec<u8> = len
             .to_be_bytes()
             .into_iter()
             .skip_while(|b| *b == 0)
             .collect();
-        der.push(0x80 | bytes.len() as u8);
-        der.extend(bytes);
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
     }
-    der.extend_from_slice(v.data);
-    der
+    out.extend_from_slice(content);
+    out
 }
 
 /// Readers for what [`ClientIdentity::xfcc`] and [`rfc4514`] write, as an

@@ -849,22 +849,38 @@ mod tests {
                             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
     }
 
+    /// Manifests as the directory source numbers them.
+    fn documents<const N: usize>(
+        values: [serde_json::Value; N],
+    ) -> Vec<crate::manifests::Document> {
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| crate::manifests::Document {
+                source: "t".into(),
+                index: i + 1,
+                value,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_host_that_is_not_served_is_not_answered_by_a_wildcard() {
-        let docs: Vec<crate::manifests::Document> = [
+        let docs = documents([
             tls_secret("wild-tls", "*.apps.example.com"),
             tls_secret("ghost-tls", "ghost.apps.example.com"),
             ingress("wild", "*.apps.example.com", "wild-tls", None),
             // Bound to a policy that does not exist: fail closed.
-            ingress("ghost", "ghost.apps.example.com", "ghost-tls", Some("missing")),
+            ingress(
+                "ghost",
+                "ghost.apps.example.com",
+                "ghost-tls",
+                Some("missing"),
+            ),
             // No TLS for this one: not served over HTTPS under another host's config either.
             json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "plain", "namespace": "apps"},
                    "spec": {"ingressClassName": "tlsward", "rules": [{"host": "plain.apps.example.com"}]}}),
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| crate::manifests::Document { source: "t".into(), index: i + 1, value })
-        .collect();
+        ]);
         let (world, problems) = World::from_documents(&docs);
         assert!(problems.is_empty(), "{problems:?}");
         let snap = Snapshot::build(
@@ -893,22 +909,14 @@ mod tests {
     /// Kubernetes a Service editor could aim the proxy anywhere.
     #[test]
     fn the_upstream_annotation_is_trusted_in_directory_mode_only() {
-        let docs: Vec<crate::manifests::Document> = [
+        let docs = documents([
             tls_secret("web-tls", "web.apps.example.com"),
             ingress("web", "web.apps.example.com", "web-tls", None),
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "web", "namespace": "apps",
                                 "annotations": {UPSTREAM_ANNOTATION: "169.254.169.254:80"}},
                    "spec": {"ports": [{"port": 80}]}}),
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| crate::manifests::Document {
-            source: "t".into(),
-            index: i + 1,
-            value,
-        })
-        .collect();
+        ]);
         let (mut world, problems) = World::from_documents(&docs);
         assert!(problems.is_empty(), "{problems:?}");
         let endpoints = |world: &World| {
@@ -941,22 +949,14 @@ mod tests {
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca = params.self_signed(&key).unwrap();
         let world = |crl: &RawCrl| {
-            let docs: Vec<crate::manifests::Document> = [
+            let docs = documents([
                 tls_secret("crl-tls", "crl.apps.example.com"),
                 ingress("crl", "crl.apps.example.com", "crl-tls", Some("crl")),
                 json!({"apiVersion": "tlsward.io/v1alpha1", "kind": "ClientAuthPolicy",
                        "metadata": {"name": "crl", "namespace": "apps"},
                        "spec": {"trustAnchors": [{"inline": ca.pem()}],
                                 "revocation": [{"inline": crl.pem(ca.der(), &key)}]}}),
-            ]
-            .into_iter()
-            .enumerate()
-            .map(|(i, value)| crate::manifests::Document {
-                source: "t".into(),
-                index: i + 1,
-                value,
-            })
-            .collect();
+            ]);
             World::from_documents(&docs).0
         };
         let classes = Classes::named("tlsward");
