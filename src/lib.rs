@@ -14,6 +14,7 @@ pub mod conn;
 mod fast_hash;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ingress_nginx;
 pub mod labels;
 pub mod manifests;
 pub mod oidc;
