@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::admission::{self, Context, DEFAULT_NAMESPACE, Mutation, Review, Verdict};
 use crate::clientauth::{ClientAuthPolicy, PolicyIndex};
+use crate::ingress_nginx::catalogue::Finding;
 use crate::labels::Selector;
 use crate::manifests::{Document, ManifestError};
 use crate::policy::IngressTlsPolicy;
@@ -33,6 +34,44 @@ pub struct IngressResult {
     pub patch: json_patch::Patch,
     /// Warnings from mutation.
     pub mutation_warnings: Vec<String>,
+    /// For an Ingress of a class tlsward's proxy serves, how its ingress-nginx
+    /// annotations carry over; absent for other classes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// How one Ingress's `nginx.ingress.kubernetes.io/*` annotations fare on
+/// tlsward's proxy.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Migration {
+    /// Each ingress-nginx annotation, sorted by key, with its status
+    /// (`carries_over`, `mapped`, `not_supported`, `unknown`).
+    pub annotations: Vec<Finding>,
+    /// Whether any of them does not carry over: served by tlsward as it
+    /// stands, the Ingress would behave differently than on ingress-nginx.
+    pub changes_behaviour: bool,
+}
+
+impl Migration {
+    fn of(annotations: Vec<Finding>) -> Self {
+        Migration {
+            changes_behaviour: annotations.iter().any(|f| !f.carries_over()),
+            annotations,
+        }
+    }
+}
+
+/// The migration summary of a run: which Ingresses served by tlsward would
+/// change behaviour.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationSummary {
+    /// Ingresses of a class tlsward's proxy serves.
+    pub served: usize,
+    /// `namespace/name` of each served Ingress with an annotation that does
+    /// not carry over, in input order.
+    pub changing_behaviour: Vec<String>,
 }
 
 /// The whole run.
@@ -42,6 +81,9 @@ pub struct Report {
     pub results: Vec<IngressResult>,
     /// Documents that were not Ingresses.
     pub skipped: usize,
+    /// Which served Ingresses would change behaviour (see
+    /// [`IngressResult::migration`]).
+    pub migration: MigrationSummary,
 }
 
 impl Report {
@@ -78,6 +120,15 @@ impl Report {
             {
                 out.push_str(&format!("  warning: {w}\n"));
             }
+        }
+        let m = &self.migration;
+        if !m.changing_behaviour.is_empty() {
+            out.push_str(&format!(
+                "migration: {} of {} Ingresses served by tlsward would change behaviour (ingress-nginx annotations that do not carry over): {}\n",
+                m.changing_behaviour.len(),
+                m.served,
+                m.changing_behaviour.join(", ")
+            ));
         }
         let failed = self.results.iter().filter(|r| !r.pass).count();
         out.push_str(&format!(
@@ -216,6 +267,7 @@ pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, 
         .as_ref()
         .and_then(|s| Selector::compile(s).ok());
     let mut results = Vec::new();
+    let mut migration = MigrationSummary::default();
     for (doc, ingress) in ingresses {
         let namespace = ingress
             .metadata
@@ -234,8 +286,21 @@ pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, 
                 index: doc.index,
                 source,
             })?;
+        // Assessed on the Ingress as written: mutation only ever adds
+        // auth-tls-* keys kept equal to a ClientAuthPolicy.
+        let migration_report =
+            admission::migration_findings(&(&ingress).into(), policy).map(Migration::of);
+        let name = ingress.metadata.name.clone().unwrap_or_default();
+        if let Some(m) = &migration_report {
+            migration.served += 1;
+            if m.changes_behaviour {
+                migration
+                    .changing_behaviour
+                    .push(format!("{namespace}/{name}"));
+            }
+        }
         results.push(IngressResult {
-            name: ingress.metadata.name.clone().unwrap_or_default(),
+            name,
             namespace,
             source: doc.source.clone(),
             document: doc.index,
@@ -243,9 +308,14 @@ pub fn evaluate(docs: &[Document], policy: &IngressTlsPolicy) -> Result<Report, 
             verdict,
             patch: mutation.patch,
             mutation_warnings: mutation.warnings,
+            migration: migration_report,
         });
     }
-    Ok(Report { results, skipped })
+    Ok(Report {
+        results,
+        skipped,
+        migration,
+    })
 }
 
 /// Mutates, applies the patch, and validates the result, as the API server's
@@ -288,19 +358,26 @@ pub enum OutputFormat {
 }
 
 /// The `check` command: reads, evaluates, prints, and returns the exit code
-/// (0 pass, 1 violations, 2 unreadable input or policy).
+/// (0 pass, 1 violations, 2 unreadable input or policy). `ingress_classes`
+/// are served by tlsward's proxy for this run, besides the policy's
+/// `proxyIngressClasses`. Annotations that do not carry over are warnings:
+/// they never change the exit code.
 pub fn run(
     paths: &[std::path::PathBuf],
     policy: Option<&std::path::Path>,
     format: OutputFormat,
+    ingress_classes: &[String],
 ) -> u8 {
-    let policy = match policy.map(IngressTlsPolicy::load).transpose() {
+    let mut policy = match policy.map(IngressTlsPolicy::load).transpose() {
         Ok(p) => p.unwrap_or_default(),
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
+    policy
+        .proxy_ingress_classes
+        .extend(ingress_classes.iter().cloned());
     let report = crate::manifests::read_paths(paths)
         .map_err(CheckError::from)
         .and_then(|docs| evaluate(&docs, &policy));

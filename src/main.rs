@@ -51,6 +51,10 @@ enum Command {
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// An Ingress class tlsward's proxy serves (repeatable), besides the
+        /// policy's proxyIngressClasses: its Ingresses get the migration report.
+        #[arg(long = "ingress-class", value_name = "CLASS")]
+        ingress_classes: Vec<String>,
     },
     /// Serve the validating and mutating admission webhook over HTTPS.
     Webhook(tlsward::webhook::WebhookArgs),
@@ -82,12 +86,18 @@ fn main() -> ExitCode {
             paths,
             policy,
             output,
+            ingress_classes,
         } => {
             let text = match output {
                 Output::Text => tlsward::check::OutputFormat::Text,
                 Output::Json => tlsward::check::OutputFormat::Json,
             };
-            ExitCode::from(tlsward::check::run(&paths, policy.as_deref(), text))
+            ExitCode::from(tlsward::check::run(
+                &paths,
+                policy.as_deref(),
+                text,
+                &ingress_classes,
+            ))
         }
         Command::Crd => match tlsward::clientauth::crd_yaml() {
             Ok(yaml) => {

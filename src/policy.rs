@@ -27,7 +27,7 @@ pub enum Enforcement {
 }
 
 /// The admission policy.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressTlsPolicy {
     /// Must be `tlsward.io/v1alpha1` when given.
@@ -61,6 +61,34 @@ pub struct IngressTlsPolicy {
     /// How `tlsward.io/client-auth-policy` bindings are written.
     #[serde(default, deserialize_with = "null_as_default")]
     pub client_auth: ClientAuthSettings,
+    /// Ingress classes tlsward's proxy serves. Their Ingresses get a warning
+    /// for each `nginx.ingress.kubernetes.io/*` annotation the proxy does not
+    /// implement. Default: `[tlsward]`.
+    #[serde(default = "IngressTlsPolicy::default_proxy_classes")]
+    pub proxy_ingress_classes: BTreeSet<String>,
+}
+
+impl Default for IngressTlsPolicy {
+    fn default() -> Self {
+        Self {
+            api_version: None,
+            kind: None,
+            enforcement: Enforcement::default(),
+            allow_catch_all: false,
+            allow_existing_violations: false,
+            exemptions: Exemptions::default(),
+            cert_manager: CertManager::default(),
+            auto_tls: AutoTls::default(),
+            client_auth: ClientAuthSettings::default(),
+            proxy_ingress_classes: Self::default_proxy_classes(),
+        }
+    }
+}
+
+impl IngressTlsPolicy {
+    fn default_proxy_classes() -> BTreeSet<String> {
+        BTreeSet::from(["tlsward".to_string()])
+    }
 }
 
 /// Exemptions are explicit here, never self-service, unless
@@ -330,6 +358,10 @@ mod tests {
         assert!(!p.exemptions.allow_exempt_annotation);
         assert!(p.cert_manager.issuer.is_none());
         assert!(p.client_auth.nginx_ingress_classes.contains("nginx"));
+        assert_eq!(
+            p.proxy_ingress_classes,
+            BTreeSet::from(["tlsward".to_string()])
+        );
     }
 
     #[test]

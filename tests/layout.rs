@@ -100,8 +100,11 @@ const CORES: &[(&str, &[&str])] = &[
     ("labels", &[]),
     ("fast_hash", &[]),
     ("admission/hosts", &[]),
-    ("admission/object", &["labels"]),
-    ("admission/mod", &["clientauth", "labels", "policy"]),
+    ("admission/object", &["ingress_nginx", "labels"]),
+    (
+        "admission/mod",
+        &["clientauth", "ingress_nginx", "labels", "policy"],
+    ),
     ("policy", &["labels"]),
     ("clientauth/mod", &["fast_hash", "labels"]),
     ("clientauth/bundle", &[]),

@@ -16,7 +16,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::clientauth::{Binding, ClientAuthMode, PolicyIndex};
-use crate::labels::Selector;
+use crate::ingress_nginx::catalogue::{self, Finding};
+use crate::labels::{Labels, Selector};
 use crate::policy::{CERT_MANAGER_GROUP, Enforcement, IngressTlsPolicy};
 use hosts::NameProblem;
 pub use object::IngressObject;
@@ -153,7 +154,7 @@ pub struct Mutation {
 
 fn annotation<'a>(ing: &'a IngressObject, key: &str) -> Option<&'a str> {
     debug_assert!(
-        object::READ_ANNOTATIONS.contains(&key),
+        object::is_read_annotation(key),
         "{key} must be in READ_ANNOTATIONS to be decoded"
     );
     ing.metadata.annotations.as_ref()?.get(key)
@@ -497,9 +498,31 @@ fn client_auth_violations(
     }
 }
 
+/// The `nginx.ingress.kubernetes.io/*` annotations of an Ingress whose
+/// class tlsward's proxy serves (`proxyIngressClasses`), assessed; `None`
+/// for another class or none, whose annotations are someone else's.
+pub fn migration_findings(ing: &IngressObject, policy: &IngressTlsPolicy) -> Option<Vec<Finding>> {
+    let served = class(ing).is_some_and(|c| policy.proxy_ingress_classes.contains(c));
+    if !served {
+        return None;
+    }
+    let annotations = ing.metadata.annotations.as_ref()?;
+    Some(catalogue::assess(annotations.each_label()))
+}
+
+/// One warning per ingress-nginx annotation that does not carry over to
+/// tlsward's proxy, naming what to do instead.
+fn migration_warnings(ing: &IngressObject, policy: &IngressTlsPolicy) -> Vec<String> {
+    migration_findings(ing, policy)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Finding::warning)
+        .collect()
+}
+
 /// Warnings that never block, whatever the enforcement.
 fn advisories(review: &Review, ctx: &Context) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = migration_warnings(&review.ingress, ctx.policy);
     if let Some(name) = annotation(&review.ingress, CLIENT_AUTH_ANNOTATION)
         && !name.trim().is_empty()
         && ctx.known.get(review.namespace, name.trim()).is_none()
@@ -515,10 +538,16 @@ fn advisories(review: &Review, ctx: &Context) -> Vec<String> {
 /// Decides whether the Ingress may be stored.
 pub fn validate(review: &Review, ctx: &Context) -> Verdict {
     if let Some(reason) = exemption(review, ctx) {
+        // An exemption is from the TLS rules; annotations that will be
+        // ignored still are, so say so (unless the object is going away).
+        let warnings = match reason {
+            Exemption::BeingDeleted => Vec::new(),
+            _ => migration_warnings(&review.ingress, ctx.policy),
+        };
         return Verdict {
             allowed: true,
             violations: Vec::new(),
-            warnings: Vec::new(),
+            warnings,
             exempt: Some(reason),
         };
     }

@@ -35,6 +35,12 @@ pub const READ_ANNOTATIONS: &[&str] = &[
     super::NGINX_VERIFY_DEPTH,
 ];
 
+/// Whether admission keeps annotation `key`: one of [`READ_ANNOTATIONS`],
+/// or any ingress-nginx key, which the migration warnings assess.
+pub fn is_read_annotation(key: &str) -> bool {
+    READ_ANNOTATIONS.contains(&key) || key.starts_with(crate::ingress_nginx::PREFIX)
+}
+
 /// A string borrowed from the input when it can be, copied when JSON escapes
 /// force it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -159,7 +165,7 @@ fn all_labels<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Pairs<'de>>, D::
 }
 
 fn read_annotations<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Pairs<'de>>, D::Error> {
-    pairs(d, |k| READ_ANNOTATIONS.contains(&k))
+    pairs(d, is_read_annotation)
 }
 
 /// An Ingress as admission sees it.
@@ -193,7 +199,7 @@ pub struct Metadata<'a> {
     /// Every label, for ClientAuthPolicy selectors.
     #[serde(borrow, default, deserialize_with = "all_labels")]
     pub labels: Option<Pairs<'a>>,
-    /// Only the annotations in [`READ_ANNOTATIONS`]; `Some` whenever the
+    /// Only the annotations [`is_read_annotation`] keeps; `Some` whenever the
     /// object has an annotations map, since mutation patches differ then.
     #[serde(borrow, default, deserialize_with = "read_annotations")]
     pub annotations: Option<Pairs<'a>>,
@@ -273,7 +279,7 @@ impl<'a> From<&'a Ingress> for IngressObject<'a> {
                 name: borrowed(&m.name),
                 namespace: borrowed(&m.namespace),
                 labels: borrowed_pairs(&m.labels, |_| true),
-                annotations: borrowed_pairs(&m.annotations, |k| READ_ANNOTATIONS.contains(&k)),
+                annotations: borrowed_pairs(&m.annotations, is_read_annotation),
                 deletion_timestamp: m.deletion_timestamp.is_some(),
             },
             spec: ing.spec.as_ref().map(|s| Spec {

@@ -907,3 +907,69 @@ fn existing_violations_on_update() {
         "CREATE is never ratcheted"
     );
 }
+
+fn nginx_annotated(class: &str) -> Ingress {
+    let mut v = serde_json::to_value(ingress(
+        &["shop.example.com"],
+        json!([{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]),
+    ))
+    .expect("encode");
+    v["spec"]["ingressClassName"] = json!(class);
+    v["metadata"]["annotations"] = json!({
+        "nginx.ingress.kubernetes.io/auth-tls-secret": "team-a/ca",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers x;",
+        "nginx.ingress.kubernetes.io/auth-url": "https://auth.example.com/",
+        "nginx.ingress.kubernetes.io/rewrite-targt": "/",
+    });
+    ing(v)
+}
+
+#[test]
+fn served_class_gets_one_warning_per_annotation_that_does_not_carry_over() {
+    let w = World::new("");
+    let v = w.validate(&nginx_annotated("tlsward"));
+    assert!(v.allowed, "{v:?}");
+    let keys: Vec<&str> = v
+        .warnings
+        .iter()
+        .map(|w| w.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "nginx.ingress.kubernetes.io/auth-url",
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            "nginx.ingress.kubernetes.io/rewrite-targt",
+        ],
+        "{:#?}",
+        v.warnings
+    );
+    assert!(
+        v.warnings[0].contains("ClientAuthPolicy"),
+        "{}",
+        v.warnings[0]
+    );
+    assert!(v.warnings[1].contains("snippets"), "{}", v.warnings[1]);
+    assert!(v.warnings[2].contains("typo"), "{}", v.warnings[2]);
+}
+
+#[test]
+fn other_classes_are_not_assessed_and_policy_names_the_served_ones() {
+    assert!(
+        World::new("")
+            .validate(&nginx_annotated("nginx"))
+            .warnings
+            .is_empty()
+    );
+    let w = World::new("proxyIngressClasses: [edge]\n");
+    assert!(w.validate(&nginx_annotated("tlsward")).warnings.is_empty());
+    assert_eq!(w.validate(&nginx_annotated("edge")).warnings.len(), 3);
+}
+
+#[test]
+fn exempt_ingress_still_hears_its_annotations_are_ignored() {
+    let w = World::new("exemptions: {namespaces: [team-a]}\n");
+    let v = w.validate(&nginx_annotated("tlsward"));
+    assert!(v.exempt.is_some());
+    assert_eq!(v.warnings.len(), 3, "{:#?}", v.warnings);
+}

@@ -420,6 +420,7 @@ pub fn lookup(name: &str) -> Option<&'static Entry> {
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// It carries over with ingress-nginx's meaning.
+    #[serde(rename = "carries_over")]
     Supported,
     /// tlsward ignores it, but has the feature under its own name.
     Mapped,

@@ -31,6 +31,7 @@ fn policy_config_map_renders_the_policy_values() {
             "certManager": {},
             "autoTLS": {"enabled": false},
             "clientAuth": {"nginxIngressClasses": ["nginx"]},
+            "proxyIngressClasses": ["tlsward"],
         })
     );
     let docs = render(&helm, &FLIPPED);
@@ -56,6 +57,7 @@ fn policy_config_map_renders_the_policy_values() {
             }},
             "autoTLS": {"enabled": true},
             "clientAuth": {"nginxIngressClasses": ["nginx", "nginx-internal"]},
+            "proxyIngressClasses": ["tlsward", "tlsward-edge"],
         })
     );
     let docs = render(&helm, &ALTERNATIVE);

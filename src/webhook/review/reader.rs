@@ -24,7 +24,7 @@ use std::cell::Cell;
 
 use super::{API_VERSION, GroupVersionKind, KIND, Parsed};
 use crate::admission::IngressObject;
-use crate::admission::object::{Metadata, Pairs, READ_ANNOTATIONS, Rule, Spec, Str, Tls};
+use crate::admission::object::{Metadata, Pairs, Rule, Spec, Str, Tls, is_read_annotation};
 
 /// Gives up: the serde decoders take over.
 #[derive(Debug)]
@@ -491,10 +491,7 @@ fn metadata<'a>(r: &mut Reader<'a, '_>) -> R<Metadata<'a>> {
         "name" => once(&mut name, r.opt_str()?),
         "namespace" => once(&mut namespace, r.opt_str()?),
         "labels" => once(&mut labels, r.opt_pairs(|_| true)?),
-        "annotations" => once(
-            &mut annotations,
-            r.opt_pairs(|k| READ_ANNOTATIONS.contains(&k))?,
-        ),
+        "annotations" => once(&mut annotations, r.opt_pairs(is_read_annotation)?),
         "deletionTimestamp" => once(&mut deletion, r.present()?),
         _ => r.skip(),
     })?;
