@@ -66,14 +66,14 @@ const SNIPPET: &str = "raw nginx configuration is refused: snippets let an Ingre
 const SNIPPET_INSTEAD: &str =
     "move the behaviour into the application, or ask for it as a tlsward feature";
 const BASIC_AUTH: &str = "tlsward does not do HTTP basic or digest authentication";
-const BASIC_AUTH_INSTEAD: &str = "use client certificates (auth-tls-* or a ClientAuthPolicy) or OIDC login/bearer tokens in a ClientAuthPolicy (docs/oidc.md)";
+const BASIC_AUTH_INSTEAD: &str = "use client certificates (the auth-tls annotations or a ClientAuthPolicy) or OIDC login/bearer tokens in a ClientAuthPolicy (docs/oidc.md)";
 const EXT_AUTH_TUNING: &str = "tlsward has no external-authentication subrequest to tune";
 const EXT_AUTH_INSTEAD: &str =
     "authenticate in the proxy with a ClientAuthPolicy's login or tokens (docs/oidc.md)";
 const CANARY: &str = "tlsward routes each path to exactly one Service";
 const CANARY_INSTEAD: &str = "split traffic behind one Service (e.g. with Argo Rollouts or Flagger on the Service's endpoints), and delete the canary Ingress";
 const AFFINITY: &str = "tlsward balances round-robin over ready endpoints, with no sticky sessions";
-const AFFINITY_INSTEAD: &str = "keep session state out of the pod (shared store), or use a Service with sessionAffinity: ClientIP behind another Service name";
+const AFFINITY_INSTEAD: &str = "keep session state out of the pod (a shared store), so that any endpoint can serve any request";
 const BALANCING: &str = "tlsward balances round-robin over ready endpoints only";
 const BALANCING_INSTEAD: &str = "remove it; if the backend needs hashing, put that in front of it";
 const REWRITE: &str = "tlsward forwards the path as received: no rewrites, no regex paths";
@@ -86,7 +86,7 @@ const CORS_INSTEAD: &str = "answer CORS in the application: tlsward passes OPTIO
 const RATE: &str = "tlsward has no per-client rate or connection limits per Ingress";
 const RATE_INSTEAD: &str = "use the proxy's global --max-connections and header/time limits, and rate-limit in the application or a service mesh";
 const SOURCE_RANGE: &str = "tlsward does not filter clients by source address";
-const SOURCE_RANGE_INSTEAD: &str = "require client certificates (auth-tls-* or a ClientAuthPolicy with allowedClients), or restrict sources with a NetworkPolicy or the load balancer's loadBalancerSourceRanges";
+const SOURCE_RANGE_INSTEAD: &str = "require client certificates (the auth-tls annotations or a ClientAuthPolicy with allowedClients), or restrict sources with a NetworkPolicy or the load balancer's loadBalancerSourceRanges";
 const BUFFERING: &str =
     "tlsward streams request and response bodies and has no nginx buffers to size";
 const BUFFERING_INSTEAD: &str =
@@ -106,7 +106,7 @@ const CIPHERS_INSTEAD: &str =
 const COOKIE_REWRITE: &str = "tlsward does not rewrite upstream response headers";
 const COOKIE_REWRITE_INSTEAD: &str =
     "have the application set the cookie domain and path (or Location) the clients see";
-const REMOVED: &str = "ingress-nginx itself removed it";
+const REMOVED: &str = "ingress-nginx itself dropped it in an earlier release";
 const LOGGING: &str = "tlsward logs every request in one access-log line, for every host";
 const LOGGING_INSTEAD: &str = "remove it; filter the access log by host if needed";
 const INFLUX: &str = "tlsward exports Prometheus metrics only";
