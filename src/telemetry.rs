@@ -402,6 +402,15 @@ pub struct HostErrorLabels {
     pub serving: &'static str,
 }
 
+/// Labels of the per-Ingress unsupported-annotations gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct IngressLabels {
+    /// The Ingress's namespace.
+    pub namespace: String,
+    /// The Ingress's name.
+    pub ingress: String,
+}
+
 /// How a request was authenticated (the `method` label).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -561,6 +570,9 @@ pub struct ProxyMetrics {
     pub host_errors: Family<HostErrorLabels, prometheus_client::metrics::gauge::Gauge>,
     /// notAfter of every served certificate and trust anchor.
     pub certificate_expiry: Family<ExpiryLabels, prometheus_client::metrics::gauge::Gauge>,
+    /// Per served Ingress, how many of its ingress-nginx annotations the
+    /// proxy does not implement; series only for Ingresses with some.
+    pub unsupported_annotations: Family<IngressLabels, prometheus_client::metrics::gauge::Gauge>,
     /// Authentication results by host, method and result.
     pub authentications: Family<AuthLabels, Counter>,
     /// Connections closed by a limit, by reason.
@@ -583,6 +595,7 @@ impl ProxyMetrics {
             config_problems: Default::default(),
             host_errors: Family::default(),
             certificate_expiry: Family::default(),
+            unsupported_annotations: Family::default(),
             authentications: Family::default(),
             connections_closed: Family::default(),
             issuers: IssuerMetrics::default(),
@@ -626,6 +639,11 @@ impl ProxyMetrics {
             "tlsward_certificate_expiry_timestamp_seconds",
             "notAfter of each served certificate and trust anchor, as a Unix timestamp",
             m.certificate_expiry.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_ingress_unsupported_annotations",
+            "Per served Ingress, its nginx.ingress.kubernetes.io annotations the proxy does not implement",
+            m.unsupported_annotations.clone(),
         );
         registry.register(
             "tlsward_proxy_authentications",

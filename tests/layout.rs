@@ -126,7 +126,14 @@ const CORES: &[(&str, &[&str])] = &[
     ("proxy/world", &["admission", "clientauth", "manifests"]),
     (
         "proxy/snapshot",
-        &["admission", "clientauth", "fast_hash", "manifests", "tls"],
+        &[
+            "admission",
+            "clientauth",
+            "fast_hash",
+            "ingress_nginx",
+            "manifests",
+            "tls",
+        ],
     ),
     (
         "proxy/problem",

@@ -32,7 +32,9 @@ use tracing::{error, info, warn};
 
 use crate::conn::ConnLimits;
 use crate::manifests::{self, Document, ManifestError};
-use crate::telemetry::{self, ExpiryLabels, HostErrorLabels, Outcome, ProxyMetrics, ReloadLabels};
+use crate::telemetry::{
+    self, ExpiryLabels, HostErrorLabels, IngressLabels, Outcome, ProxyMetrics, ReloadLabels,
+};
 use problem::{HostErrorKind, Issue, Problem};
 use server::{Limits, Shared};
 use snapshot::Snapshot;
@@ -164,6 +166,8 @@ fn now() -> i64 {
 pub struct Exported {
     expiry: HashSet<ExpiryLabels>,
     host_errors: HashSet<HostErrorLabels>,
+    /// Kept whole so that an unchanged list is not logged again.
+    unsupported: BTreeMap<(String, String), Vec<String>>,
 }
 
 /// Swaps in a new snapshot and brings the metrics in line with it.
@@ -236,6 +240,7 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut Exported) {
         shared.metrics.certificate_expiry.remove(gone);
     }
     exported.expiry = now_exported;
+    report_unsupported(shared, &next, exported);
     let sources: Vec<host_auth::KeySource> = next
         .hosts()
         .filter_map(|h| h.auth.as_deref())
@@ -249,6 +254,40 @@ pub fn publish(shared: &Shared, next: Snapshot, exported: &mut Exported) {
         "configuration loaded"
     );
     shared.store(next);
+}
+
+/// Logs each served Ingress whose ingress-nginx annotations the proxy does
+/// not implement, once per change of that list, and keeps the gauge in line.
+fn report_unsupported(shared: &Shared, next: &Snapshot, exported: &mut Exported) {
+    let gauge = &shared.metrics.unsupported_annotations;
+    for ((namespace, ingress), keys) in &next.unsupported_annotations {
+        let id = (namespace.clone(), ingress.clone());
+        if exported.unsupported.get(&id) != Some(keys) {
+            warn!(
+                namespace = %namespace,
+                ingress = %ingress,
+                annotations = %keys.join(","),
+                "ingress-nginx annotations not implemented: served without them (docs/migrate-from-ingress-nginx.md)"
+            );
+        }
+        let labels = IngressLabels {
+            namespace: namespace.clone(),
+            ingress: ingress.clone(),
+        };
+        gauge.get_or_create(&labels).set(keys.len() as i64);
+    }
+    for (namespace, ingress) in exported.unsupported.keys() {
+        if !next
+            .unsupported_annotations
+            .contains_key(&(namespace.clone(), ingress.clone()))
+        {
+            gauge.remove(&IngressLabels {
+                namespace: namespace.clone(),
+                ingress: ingress.clone(),
+            });
+        }
+    }
+    exported.unsupported = next.unsupported_annotations.clone();
 }
 
 /// The directory source: re-reads changed files, keeping the last good

@@ -27,6 +27,7 @@ use crate::clientauth::{
     SourceKind,
 };
 use crate::fast_hash::{HashMap as FastHashMap, HashSet as FastHashSet};
+use crate::ingress_nginx::catalogue;
 use crate::tls;
 
 /// Annotation on a Service naming its endpoints directly (`host:port`,
@@ -147,6 +148,10 @@ pub struct Snapshot {
     /// What could not be served as written (and whether a last good config
     /// was kept for it).
     pub problems: Vec<Problem>,
+    /// Served Ingresses (namespace, name) with `nginx.ingress.kubernetes.io/*`
+    /// annotations the proxy does not implement, and those keys, sorted.
+    /// Reported, never a problem: the Ingress is served without them.
+    pub unsupported_annotations: BTreeMap<(String, String), Vec<String>>,
 }
 
 impl Snapshot {
@@ -219,6 +224,18 @@ impl Snapshot {
         });
         let policy_index = PolicyIndex::new(&world.policies);
         for ing in ingresses {
+            let findings = catalogue::assess(
+                ing.annotations()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            let keys = catalogue::not_carried_over(&findings);
+            if !keys.is_empty() {
+                next.unsupported_annotations.insert(
+                    (ing.namespace().unwrap_or_default(), ing.name_any()),
+                    keys.into_iter().map(str::to_string).collect(),
+                );
+            }
             add_ingress(ing, &idx, &policy_index, &mut drafts, &mut next);
         }
         let mut certs: HashMap<String, Result<ServerCert, HostError>> = HashMap::new();

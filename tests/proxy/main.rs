@@ -11,6 +11,7 @@ mod broken_input;
 mod chaos;
 mod identity_headers;
 mod limits;
+mod migration_report;
 mod protocols;
 mod reload;
 mod routing;
