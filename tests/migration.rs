@@ -191,7 +191,8 @@ fn check_json_gives_each_example_annotation_its_expected_verdict() {
     );
     assert_eq!(report["migration"]["served"], 6);
 
-    // Every finding that does not carry over says what to do instead.
+    // Every finding that does not carry over says what to do instead (and,
+    // unless mapped, why).
     for r in results {
         for f in r["migration"]["annotations"]
             .as_array()
@@ -199,7 +200,9 @@ fn check_json_gives_each_example_annotation_its_expected_verdict() {
             .flatten()
         {
             if f["status"] != "carries_over" {
-                assert!(f["advice"].as_str().is_some_and(|a| a.len() > 20), "{f}");
+                assert!(f["instead"].as_str().is_some_and(|a| a.len() > 20), "{f}");
+                let mapped = f["status"] == "mapped";
+                assert_eq!(f["reason"].is_string(), !mapped, "{f}");
             }
         }
     }

@@ -949,8 +949,8 @@ fn served_class_gets_one_warning_per_annotation_that_does_not_carry_over() {
         "{}",
         v.warnings[0]
     );
-    assert!(v.warnings[1].contains("snippets"), "{}", v.warnings[1]);
-    assert!(v.warnings[2].contains("typo"), "{}", v.warnings[2]);
+    assert!(v.warnings[1].contains("not supported"), "{}", v.warnings[1]);
+    assert!(v.warnings[2].contains("unknown"), "{}", v.warnings[2]);
 }
 
 #[test]

@@ -86,7 +86,7 @@ const CORS_INSTEAD: &str = "answer CORS in the application: tlsward passes OPTIO
 const RATE: &str = "tlsward has no per-client rate or connection limits per Ingress";
 const RATE_INSTEAD: &str = "use the proxy's global --max-connections and header/time limits, and rate-limit in the application or a service mesh";
 const SOURCE_RANGE: &str = "tlsward does not filter clients by source address";
-const SOURCE_RANGE_INSTEAD: &str = "require client certificates (the auth-tls annotations or a ClientAuthPolicy with allowedClients), or restrict sources with a NetworkPolicy or the load balancer's loadBalancerSourceRanges";
+const SOURCE_RANGE_INSTEAD: &str = "require client certificates (auth-tls annotations or a ClientAuthPolicy), or filter sources with the Service's loadBalancerSourceRanges";
 const BUFFERING: &str =
     "tlsward streams request and response bodies and has no nginx buffers to size";
 const BUFFERING_INSTEAD: &str =
@@ -449,10 +449,13 @@ pub struct Finding {
     pub annotation: String,
     /// Whether it carries over.
     pub status: Status,
-    /// What to use instead (mapped), or why not and what to do (not
-    /// supported, unknown); absent when it carries over.
+    /// Why it does not carry over (not supported, unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub advice: Option<String>,
+    pub reason: Option<String>,
+    /// What to use (mapped) or do (not supported, unknown) instead; absent
+    /// when it carries over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instead: Option<String>,
 }
 
 impl Finding {
@@ -461,60 +464,63 @@ impl Finding {
         self.status == Status::Supported
     }
 
-    /// The sentence a user sees (admission warning, `check`, proxy log);
-    /// `None` when the annotation carries over.
+    /// The sentence a user sees (admission warning, `check`): the key and
+    /// what to do instead, short enough that the API server passes it on
+    /// whole (it may cut warnings past 256 characters); `None` when the
+    /// annotation carries over. The reason is in `check -o json` and the
+    /// migration guide.
     pub fn warning(&self) -> Option<String> {
         let key = &self.annotation;
-        let advice = self.advice.as_deref().unwrap_or_default();
+        let instead = self.instead.as_deref().unwrap_or_default();
         match self.status {
             Status::Supported => None,
-            Status::Mapped => Some(format!(
-                "{key} is not read by tlsward's proxy: use {advice}"
-            )),
+            Status::Mapped => Some(format!("{key} is ignored by tlsward: use {instead}")),
             Status::NotSupported => Some(format!(
-                "{key} is not supported by tlsward's proxy and is ignored: {advice}"
+                "{key} is not supported by tlsward (ignored): {instead}"
             )),
-            Status::Unknown => Some(format!(
-                "{key} is not an ingress-nginx annotation tlsward knows (a typo, or newer than tlsward) and is ignored: {advice}"
-            )),
+            Status::Unknown => Some(format!("{key} is unknown to tlsward (ignored): {instead}")),
         }
     }
 }
 
 fn finding(key: &str, value: &str) -> Finding {
     let name = key.strip_prefix(PREFIX).unwrap_or(key);
-    let (status, advice) = match lookup(name).map(|e| e.verdict) {
+    let protocol = value.trim().to_ascii_uppercase();
+    let (status, reason, instead) = match lookup(name).map(|e| e.verdict) {
         // AJP and FastCGI are backend protocols tlsward does not speak,
         // whatever the key's verdict says.
         Some(Verdict::Supported)
-            if name == "backend-protocol"
-                && ["AJP", "FCGI"].contains(&value.trim().to_ascii_uppercase().as_str()) =>
+            if name == "backend-protocol" && ["AJP", "FCGI"].contains(&protocol.as_str()) =>
         {
             (
                 Status::NotSupported,
                 Some(format!(
-                    "{} backends are not supported (tlsward speaks HTTP, HTTPS, GRPC and GRPCS to upstreams); put an HTTP front end before the backend",
-                    value.trim()
+                    "{protocol} backends are not supported: tlsward speaks HTTP, HTTPS, GRPC and GRPCS to upstreams"
                 )),
+                Some("put an HTTP front end before the backend".to_string()),
             )
         }
-        Some(Verdict::Supported) => (Status::Supported, None),
-        Some(Verdict::Mapped { to }) => (Status::Mapped, Some(to.to_string())),
-        Some(Verdict::NotSupported { reason, instead }) => {
-            (Status::NotSupported, Some(format!("{reason}; {instead}")))
-        }
+        Some(Verdict::Supported) => (Status::Supported, None, None),
+        Some(Verdict::Mapped { to }) => (Status::Mapped, None, Some(to.to_string())),
+        Some(Verdict::NotSupported { reason, instead }) => (
+            Status::NotSupported,
+            Some(reason.to_string()),
+            Some(instead.to_string()),
+        ),
         None => (
             Status::Unknown,
             Some(
-                "check the spelling against docs/migrate-from-ingress-nginx.md; tlsward reports every key it does not implement"
+                "not an ingress-nginx annotation tlsward knows: a typo, or newer than tlsward"
                     .into(),
             ),
+            Some("check the spelling against docs/migrate-from-ingress-nginx.md".into()),
         ),
     };
     Finding {
         annotation: key.to_string(),
         status,
-        advice,
+        reason,
+        instead,
     }
 }
 
@@ -666,6 +672,13 @@ mod tests {
             "{w}"
         );
         assert!(
+            found[3]
+                .warning()
+                .is_some_and(|w| w.contains("unknown") && w.contains("spelling")),
+            "{:?}",
+            found[3]
+        );
+        assert!(
             found[1]
                 .warning()
                 .is_some_and(|w| w.contains("use a ClientAuthPolicy with OIDC")),
@@ -686,6 +699,30 @@ mod tests {
         assert_eq!(f[0].status, Status::NotSupported);
         let f = assess([("nginx.ingress.kubernetes.io/backend-protocol", "GRPCS")]);
         assert_eq!(f[0].status, Status::Supported);
+    }
+
+    #[test]
+    fn every_warning_fits_what_the_api_server_passes_on_whole() {
+        // The API server may cut a warning past 256 characters.
+        let longest_name = "x".repeat(63);
+        let mut keys: Vec<String> = CATALOGUE.iter().map(|e| e.name.to_string()).collect();
+        keys.push(longest_name);
+        let mut too_long = Vec::new();
+        for name in keys {
+            let key = format!("{PREFIX}{name}");
+            for value in ["", "AJP"] {
+                let f = finding(&key, value);
+                if let Some(w) = f.warning()
+                    && w.chars().count() > 256
+                {
+                    too_long.push(format!("{} chars: {w}", w.chars().count()));
+                }
+                if !f.carries_over() {
+                    assert!(f.instead.is_some(), "{key}");
+                }
+            }
+        }
+        assert!(too_long.is_empty(), "{}", too_long.join("\n"));
     }
 
     #[test]
