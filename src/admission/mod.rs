@@ -506,7 +506,9 @@ pub fn migration_findings(ing: &IngressObject, policy: &IngressTlsPolicy) -> Opt
     if !served {
         return None;
     }
-    let annotations = ing.metadata.annotations.as_ref()?;
+    let Some(annotations) = ing.metadata.annotations.as_ref() else {
+        return Some(Vec::new());
+    };
     Some(catalogue::assess(annotations.each_label()))
 }
 

@@ -967,6 +967,22 @@ fn other_classes_are_not_assessed_and_policy_names_the_served_ones() {
 }
 
 #[test]
+fn served_ingress_without_annotations_is_assessed_as_carrying_everything_over() {
+    let mut v = serde_json::to_value(nginx_annotated("tlsward")).expect("encode");
+    v["metadata"]
+        .as_object_mut()
+        .map(|m| m.remove("annotations"));
+    let plain = ing(v);
+    let policy = IngressTlsPolicy::default();
+    assert_eq!(
+        migration_findings(&(&plain).into(), &policy),
+        Some(Vec::new())
+    );
+    let other = nginx_annotated("nginx");
+    assert_eq!(migration_findings(&(&other).into(), &policy), None);
+}
+
+#[test]
 fn exempt_ingress_still_hears_its_annotations_are_ignored() {
     let w = World::new("exemptions: {namespaces: [team-a]}\n");
     let v = w.validate(&nginx_annotated("tlsward"));
