@@ -123,11 +123,24 @@ const CORES: &[(&str, &[&str])] = &[
     ("proxy/world", &["admission", "clientauth", "manifests"]),
     (
         "proxy/snapshot",
-        &["admission", "clientauth", "fast_hash", "manifests", "tls"],
+        &[
+            "admission",
+            "clientauth",
+            "fast_hash",
+            "ingress_nginx",
+            "manifests",
+            "tls",
+        ],
     ),
     (
         "proxy/problem",
-        &["admission", "clientauth", "manifests", "tls"],
+        &[
+            "admission",
+            "clientauth",
+            "ingress_nginx",
+            "manifests",
+            "tls",
+        ],
     ),
 ];
 
