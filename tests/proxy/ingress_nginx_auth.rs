@@ -31,6 +31,7 @@ struct Nginx {
     proxy: Proxy,
     upstream: Upstream,
     server_ca: Ca,
+    client_ca: Ca,
     /// Signed by the `auth-tls-secret` CA.
     good: Leaf,
     /// A client of another CA, with the same subject as `good`.
@@ -193,6 +194,7 @@ impl Nginx {
             proxy,
             upstream,
             server_ca,
+            client_ca,
             good,
             stranger,
             revoked,
@@ -572,4 +574,52 @@ async fn a_bad_annotation_value_keeps_the_hosts_last_good_configuration() {
             .wait_metric("tlsward_proxy_host_config_errors", &labels, |v| v == 0.0),
         0.0
     );
+}
+
+/// A CRL added to the `auth-tls-secret` closes the open connections of the
+/// client it revokes (under a strict handshake and under an error page),
+/// as it does for a ClientAuthPolicy, and leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_crl_in_the_auth_tls_secret_closes_the_revoked_clients_connections() {
+    let w = Nginx::start();
+    let mut strict = Conn::open(w.proxy.https, ON, w.cfg(Some(&w.good)))
+        .await
+        .unwrap();
+    let mut lenient = Conn::open(w.proxy.https, ERROR_PAGE, w.cfg(Some(&w.good)))
+        .await
+        .unwrap();
+    let mut bystander = Conn::open(w.proxy.https, OPTIONAL, w.cfg(None))
+        .await
+        .unwrap();
+    assert_eq!(strict.get(ON, "/", &[]).await.unwrap().status, 200);
+    assert_eq!(lenient.get(ERROR_PAGE, "/", &[]).await.unwrap().status, 200);
+    assert_eq!(bystander.get(OPTIONAL, "/", &[]).await.unwrap().status, 200);
+
+    let path = w.config.path().join("secrets.json");
+    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for item in list["items"].as_array_mut().unwrap() {
+        if item["metadata"]["name"] == "client-ca" {
+            item["stringData"]["ca.crl"] = json!(w.client_ca.crl(&[&w.revoked, &w.good], 2));
+        }
+    }
+    crate::common::write_atomic(&path, &list.to_string());
+    assert_eq!(
+        w.proxy.wait_metric(
+            "tlsward_proxy_connections_closed_total",
+            &[("reason", "client_revoked")],
+            |v| v >= 2.0
+        ),
+        2.0,
+        "{}",
+        w.proxy.log()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !(strict.is_closed() && lenient.is_closed()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(strict.is_closed() && lenient.is_closed());
+    assert_eq!(bystander.get(OPTIONAL, "/", &[]).await.unwrap().status, 200);
+    // New connections: refused, or sent to the error page.
+    assert!(w.get(ON, Some(&w.good)).await.is_err());
+    assert_eq!(w.get(ERROR_PAGE, Some(&w.good)).await.unwrap().status, 302);
 }
