@@ -156,8 +156,8 @@ pub struct Redirects {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientAuthError {
-    /// `auth-tls-secret` is not `namespace/name` (ingress-nginx refuses a
-    /// bare name too): write it with the Ingress's namespace.
+    /// `auth-tls-secret` is not `namespace/name` or `/name` (ingress-nginx
+    /// refuses a bare name too): write it with the Ingress's namespace.
     #[error(
         "{PREFIX}{SECRET}: {value:?} is not namespace/name; write it as \"{namespace}/NAME\" with a Secret holding ca.crt"
     )]
@@ -275,6 +275,8 @@ pub fn parse(
         };
     };
     let (ns, name) = match secret.split('/').collect::<Vec<_>>().as_slice() {
+        // ingress-nginx reads `/name` as the Ingress's namespace.
+        ["", name] if !name.is_empty() => (namespace, *name),
         [ns, name] if !ns.is_empty() && !name.is_empty() => (*ns, *name),
         _ => {
             return Err(ClientAuthError::SecretFormat {
@@ -443,6 +445,8 @@ mod tests {
         assert_eq!((a.nginx_depth, a.verify_depth()), (1, 2));
         assert!(!a.pass_certificate && a.error_page.is_none() && a.match_cn.is_none());
         assert!(parse("apps", &BTreeMap::new()).unwrap().is_none());
+        let a = parse("apps", &ann(&[(SECRET, "/ca")])).unwrap().unwrap();
+        assert_eq!((a.namespace.as_str(), a.secret.as_str()), ("apps", "ca"));
     }
 
     #[test]
