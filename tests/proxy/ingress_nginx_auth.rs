@@ -23,6 +23,7 @@ const DEPTH2: &str = "depth2.nginx.test";
 const MATCH_CN: &str = "cn.nginx.test";
 const ERROR_PAGE: &str = "errors.nginx.test";
 const ERROR_URL: &str = "https://help.example.test/client-certificates";
+const ERROR_PATH: &str = "errpath.nginx.test";
 const CONFLICT: &str = "conflict.nginx.test";
 const NO_REDIRECT: &str = "plain.nginx.test";
 
@@ -64,7 +65,7 @@ fn secret_ref() -> String {
     format!("{NS}/client-ca")
 }
 
-/// The Ingresses of the world; `bad` replaces the `on` host's depth.
+/// The Ingresses of the world, the `on` host with `auth-tls-verify-depth: depth_on`.
 fn ingresses(depth_on: &str) -> Vec<Value> {
     let root: &[(&str, &str, &str)] = &[("Prefix", "/", "echo")];
     let ing = |name: &str, host: &str, policy: Option<&str>, pairs: &[(&str, &str)]| {
@@ -133,6 +134,16 @@ fn ingresses(depth_on: &str) -> Vec<Value> {
             ERROR_PAGE,
             None,
             &[("auth-tls-secret", s), ("auth-tls-error-page", ERROR_URL)],
+        ),
+        ing(
+            "errpath",
+            ERROR_PATH,
+            None,
+            &[
+                ("auth-tls-secret", s),
+                ("auth-tls-verify-client", "optional"),
+                ("auth-tls-error-page", "/cert-help"),
+            ],
         ),
         ing(
             "conflict",
@@ -622,4 +633,35 @@ async fn a_new_crl_in_the_auth_tls_secret_closes_the_revoked_clients_connections
     // New connections: refused, or sent to the error page.
     assert!(w.get(ON, Some(&w.good)).await.is_err());
     assert_eq!(w.get(ERROR_PAGE, Some(&w.good)).await.unwrap().status, 302);
+}
+
+/// An error page on the same host is redirected to, and served (with the
+/// verdict) to the clients sent there, as nginx's internal redirect does;
+/// under `optional`, no certificate is no failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_page_path_on_the_host_is_served_to_the_clients_sent_there() {
+    let w = Nginx::start();
+    let r = w.get(ERROR_PATH, Some(&w.stranger)).await.unwrap();
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_eq!(
+        r.headers.get("location").and_then(|v| v.to_str().ok()),
+        Some("/cert-help")
+    );
+    assert_eq!(w.upstream.hits(), 0);
+    let r = get_once(
+        w.proxy.https,
+        ERROR_PATH,
+        w.cfg(Some(&w.stranger)),
+        "/cert-help",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        one(&r.json(), "ssl-client-verify").as_deref(),
+        Some("FAILED:unable to get local issuer certificate")
+    );
+    let r = w.get(ERROR_PATH, None).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(one(&r.json(), "ssl-client-verify").as_deref(), Some("NONE"));
 }
