@@ -25,6 +25,7 @@ const ERROR_PAGE: &str = "errors.nginx.test";
 const ERROR_URL: &str = "https://help.example.test/client-certificates";
 const ERROR_PATH: &str = "errpath.nginx.test";
 const CONFLICT: &str = "conflict.nginx.test";
+const SELECTED: &str = "selected.nginx.test";
 const NO_REDIRECT: &str = "plain.nginx.test";
 
 /// One proxy serving a host per annotation set, and the clients to try.
@@ -151,6 +152,16 @@ fn ingresses(depth_on: &str) -> Vec<Value> {
             Some("strangers"),
             &[("auth-tls-secret", s), ("auth-tls-verify-client", "on")],
         ),
+        {
+            let mut i = ing(
+                "selected",
+                SELECTED,
+                None,
+                &[("auth-tls-secret", s), ("auth-tls-verify-client", "on")],
+            );
+            i["metadata"]["labels"] = json!({"clients": "strangers"});
+            i
+        },
         ing("plain", NO_REDIRECT, None, &[("ssl-redirect", "false")]),
     ]
 }
@@ -192,10 +203,20 @@ impl Nginx {
         write_yaml(
             dir,
             "policies.yaml",
-            &[policy(
-                "strangers",
-                json!({"mode": "Require", "trustAnchors": inline(&[&stranger_ca.pem()])}),
-            )],
+            &[
+                policy(
+                    "strangers",
+                    json!({"mode": "Require", "trustAnchors": inline(&[&stranger_ca.pem()])}),
+                ),
+                policy(
+                    "selecting",
+                    json!({
+                        "mode": "Require",
+                        "trustAnchors": inline(&[&stranger_ca.pem()]),
+                        "ingressSelector": {"matchLabels": {"clients": "strangers"}},
+                    }),
+                ),
+            ],
         );
         let mut docs = ingresses("1");
         docs[0] = service("echo", &[upstream.addr]);
@@ -540,8 +561,20 @@ async fn a_client_auth_policy_takes_precedence_and_the_conflict_is_reported() {
         "{}",
         w.proxy.log()
     );
-    // The conflict and ssl-redirect: "false" are the world's two problems.
-    assert_eq!(w.proxy.metric("tlsward_proxy_config_problems", &[]), 2.0);
+    // Bound by its selector: the same.
+    let r = w.get(SELECTED, Some(&w.stranger)).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(w.get(SELECTED, Some(&w.good)).await.is_err());
+    assert!(
+        w.proxy.wait_log(&[
+            "Ingress default/selected",
+            "ClientAuthPolicy selecting is bound to it and takes precedence",
+        ]),
+        "{}",
+        w.proxy.log()
+    );
+    // The two conflicts and ssl-redirect: "false" are the world's problems.
+    assert_eq!(w.proxy.metric("tlsward_proxy_config_problems", &[]), 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
