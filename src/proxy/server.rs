@@ -394,6 +394,9 @@ async fn serve_connection(
         }
         (None, None) => handshake(&shared.metrics, HandshakeLabels::Success),
     }
+    // A certificate that did not verify names no one: not in the access
+    // log, not to a later check. Its headers were taken above.
+    let identity = identity.filter(|_| unverified.is_none());
     // Subscribed before the connection serves, so no snapshot published
     // from here on goes unchecked.
     let recheck = host
