@@ -339,6 +339,119 @@ pub fn client_verifier(
     }))
 }
 
+/// Offers client authentication and accepts any certificate whose
+/// handshake signature verifies, so that its verdict against `strict` is
+/// decided per request rather than by refusing the handshake
+/// (ingress-nginx's `optional_no_ca`, and `auth-tls-error-page`).
+#[derive(Debug)]
+struct AnyCertificate {
+    strict: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.strict.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    // The client still proves it holds the certificate's key.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.strict.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.strict.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.strict.supported_verify_schemes()
+    }
+}
+
+/// A handshake verifier that asks for a certificate and accepts any one
+/// (its signature still checked); [`client_verdict`] with `strict` then
+/// says whether it verified.
+pub fn any_client_certificate(
+    strict: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Arc<dyn rustls::server::danger::ClientCertVerifier> {
+    Arc::new(AnyCertificate { strict })
+}
+
+/// What became of a connection's client certificate: nginx's
+/// `$ssl_client_verify`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientVerdict {
+    /// `NONE`: no certificate was sent.
+    None,
+    /// `SUCCESS`: it verified.
+    Success,
+    /// `FAILED:<reason>`: it did not.
+    Failed(HandshakeFailure),
+}
+
+impl ClientVerdict {
+    /// `None` without a certificate, else whether it verified.
+    pub fn verified(self) -> Option<bool> {
+        match self {
+            ClientVerdict::None => None,
+            ClientVerdict::Success => Some(true),
+            ClientVerdict::Failed(_) => Some(false),
+        }
+    }
+
+    /// The `ssl-client-verify` value, with OpenSSL's wording of the reason
+    /// as nginx sends it.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            ClientVerdict::None => "NONE",
+            ClientVerdict::Success => "SUCCESS",
+            ClientVerdict::Failed(why) => match why {
+                HandshakeFailure::UnknownCa => "FAILED:unable to get local issuer certificate",
+                HandshakeFailure::Expired => "FAILED:certificate has expired",
+                HandshakeFailure::NotYetValid => "FAILED:certificate is not yet valid",
+                HandshakeFailure::Revoked => "FAILED:certificate revoked",
+                HandshakeFailure::ChainTooLong => "FAILED:certificate chain too long",
+                _ => "FAILED:certificate rejected",
+            },
+        }
+    }
+}
+
+/// Verifies a connection's certificates (leaf first) with `strict`.
+pub fn client_verdict(
+    strict: &dyn rustls::server::danger::ClientCertVerifier,
+    certs: &[CertificateDer<'_>],
+    now: rustls_pki_types::UnixTime,
+) -> ClientVerdict {
+    match certs.split_first() {
+        None => ClientVerdict::None,
+        Some((leaf, chain)) => match strict.verify_client_cert(leaf, chain, now) {
+            Ok(_) => ClientVerdict::Success,
+            Err(e) => ClientVerdict::Failed(HandshakeFailure::of_tls(&e)),
+        },
+    }
+}
+
 /// One host's TLS configuration: its certificate and, when bound to a
 /// policy, its client verifier. TLS 1.3 and 1.2, ALPN h2 and HTTP/1.1.
 pub fn host_server_config(
@@ -421,13 +534,21 @@ impl HandshakeFailure {
 
     /// Why rustls (or the connection under it) ended a handshake.
     pub fn of(err: &std::io::Error) -> Self {
-        use rustls::CertificateError as C;
         match err
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
         {
-            Some(rustls::Error::NoCertificatesPresented) => HandshakeFailure::NoCertificate,
-            Some(rustls::Error::InvalidCertificate(c)) => match c {
+            Some(e) => Self::of_tls(e),
+            None => HandshakeFailure::IoError,
+        }
+    }
+
+    /// Why rustls refused a handshake or a certificate.
+    pub fn of_tls(err: &rustls::Error) -> Self {
+        use rustls::CertificateError as C;
+        match err {
+            rustls::Error::NoCertificatesPresented => HandshakeFailure::NoCertificate,
+            rustls::Error::InvalidCertificate(c) => match c {
                 C::UnknownIssuer | C::BadSignature | C::UnhandledCriticalExtension => {
                     HandshakeFailure::UnknownCa
                 }
@@ -437,10 +558,10 @@ impl HandshakeFailure {
                 C::ApplicationVerificationFailure => HandshakeFailure::ChainTooLong,
                 _ => HandshakeFailure::BadCertificate,
             },
-            Some(rustls::Error::PeerIncompatible(_))
-            | Some(rustls::Error::NoApplicationProtocol) => HandshakeFailure::Incompatible,
-            Some(_) => HandshakeFailure::ProtocolError,
-            None => HandshakeFailure::IoError,
+            rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+                HandshakeFailure::Incompatible
+            }
+            _ => HandshakeFailure::ProtocolError,
         }
     }
 }

@@ -137,7 +137,13 @@ const CORES: &[(&str, &[&str])] = &[
     ),
     (
         "proxy/problem",
-        &["admission", "clientauth", "manifests", "tls"],
+        &[
+            "admission",
+            "clientauth",
+            "ingress_nginx",
+            "manifests",
+            "tls",
+        ],
     ),
 ];
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::admission::CLIENT_AUTH_ANNOTATION;
 use crate::clientauth::bundle::BundleError;
 use crate::clientauth::{FailureReason, SourceKind};
+use crate::ingress_nginx::client_auth::ClientAuthError;
 use crate::manifests::ManifestError;
 use crate::tls::{CertError, VerifierError};
 
@@ -80,6 +81,20 @@ pub enum Issue {
     /// without what it asks for.
     #[error("{0}; served without Strict-Transport-Security")]
     InvalidHsts(super::hsts::HstsError),
+    /// An ingress-nginx annotation that does not carry over as written
+    /// (`ssl-redirect`, `force-ssl-redirect`); the hosts are served
+    /// without it.
+    #[error("{0}")]
+    IngressNginx(ClientAuthError),
+    /// The Ingress has `auth-tls-*` annotations and a bound
+    /// ClientAuthPolicy: the policy is what its hosts verify against.
+    #[error(
+        "its nginx.ingress.kubernetes.io/auth-tls-* annotations are ignored: ClientAuthPolicy {policy} is bound to it and takes precedence; remove the annotations or the binding"
+    )]
+    AuthTlsOverridden {
+        /// The bound policy's name.
+        policy: String,
+    },
     /// The host's new TLS configuration is broken; the last good one is
     /// still served.
     #[error(
@@ -166,6 +181,8 @@ pub enum HostErrorKind {
     TlsConfig,
     /// `auth_config`: the policy's token or login settings are unusable.
     AuthConfig,
+    /// `annotation`: an ingress-nginx `auth-tls-*` annotation value is unusable.
+    Annotation,
 }
 
 impl HostErrorKind {
@@ -180,6 +197,7 @@ impl HostErrorKind {
             HostErrorKind::NoValidAnchors => "no_valid_anchors",
             HostErrorKind::TlsConfig => "tls_config",
             HostErrorKind::AuthConfig => "auth_config",
+            HostErrorKind::Annotation => "annotation",
         }
     }
 }
@@ -206,6 +224,19 @@ impl HostError {
             } => HostErrorKind::InvalidCrl,
             HostError::Verifier { .. } | HostError::ServerConfig(_) => HostErrorKind::TlsConfig,
             HostError::Auth { .. } => HostErrorKind::AuthConfig,
+            HostError::AuthTls { error, .. } => match error {
+                AuthTlsError::Annotation(_) => HostErrorKind::Annotation,
+                AuthTlsError::SecretNotFound { .. } | AuthTlsError::NoCaCrt { .. } => {
+                    HostErrorKind::SourceNotFound
+                }
+                AuthTlsError::Bundle(b) => match b.reason() {
+                    FailureReason::InvalidCrl => HostErrorKind::InvalidCrl,
+                    FailureReason::NoValidAnchors => HostErrorKind::NoValidAnchors,
+                    _ => HostErrorKind::InvalidCertificate,
+                },
+                AuthTlsError::Verifier(VerifierError::Crl { .. }) => HostErrorKind::InvalidCrl,
+                AuthTlsError::Verifier(_) => HostErrorKind::TlsConfig,
+            },
         }
     }
 }
@@ -293,4 +324,39 @@ pub enum HostError {
         /// Why.
         error: Arc<super::host_auth::AuthConfigError>,
     },
+    /// The Ingress's ingress-nginx `auth-tls-*` annotations cannot be used.
+    #[error("{error}")]
+    AuthTls {
+        /// The Ingress (`ns/name`).
+        ingress: String,
+        /// Why.
+        error: AuthTlsError,
+    },
+}
+
+/// Why an Ingress's `auth-tls-*` annotations give no client verifier.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthTlsError {
+    /// An annotation value is unusable.
+    #[error("{0}")]
+    Annotation(ClientAuthError),
+    /// The `auth-tls-secret` Secret does not exist: create it.
+    #[error("nginx.ingress.kubernetes.io/auth-tls-secret: Secret {secret} not found")]
+    SecretNotFound {
+        /// `ns/name`.
+        secret: String,
+    },
+    /// The `auth-tls-secret` Secret has no `ca.crt`: add the CA there.
+    #[error("nginx.ingress.kubernetes.io/auth-tls-secret: Secret {secret} has no ca.crt")]
+    NoCaCrt {
+        /// `ns/name`.
+        secret: String,
+    },
+    /// `ca.crt` or `ca.crl` do not make a valid bundle.
+    #[error("nginx.ingress.kubernetes.io/auth-tls-secret: {0}")]
+    Bundle(Arc<BundleError>),
+    /// rustls refused the bundle.
+    #[error("nginx.ingress.kubernetes.io/auth-tls-secret: {0}")]
+    Verifier(VerifierError),
 }

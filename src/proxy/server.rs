@@ -29,9 +29,10 @@ use super::upstream::{PooledBody, Upstream, UpstreamError};
 use crate::clientauth::ForwardClientCert;
 use crate::conn::CloseReason;
 use crate::conn::{Activity, ConnLimits, TrackedBody};
+use crate::ingress_nginx::client_auth::{self, ClientAuth, ErrorPage};
 use crate::telemetry::HandshakeLabels::{self, Failure};
 use crate::telemetry::{HostCodeLabels, ProxyMetrics};
-use crate::tls::HandshakeFailure;
+use crate::tls::{ClientVerdict, HandshakeFailure};
 
 /// Response bodies: streamed from upstream or made here.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -114,6 +115,64 @@ struct Connection {
     activity: Arc<Activity>,
     /// The worker's upstream pool.
     upstream: Arc<Upstream>,
+    /// nginx's `$ssl_client_*` for the connection, when its host has
+    /// ingress-nginx `auth-tls-*` annotations.
+    nginx: Option<NginxClient>,
+}
+
+/// What nginx's `$ssl_client_*` variables held for a connection.
+struct NginxClient {
+    /// `$ssl_client_verify`.
+    verdict: ClientVerdict,
+    /// `$ssl_client_s_dn` (RFC 4514); empty without a certificate.
+    subject_dn: String,
+    /// The `ssl-client-*` headers for the upstream.
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl NginxClient {
+    /// The verdict on the connection's certificates and the headers nginx
+    /// sends with it. Under a strict handshake a certificate that is here
+    /// has verified; otherwise `strict` decides now.
+    fn new(
+        ca: &ClientAuth,
+        strict: Option<&dyn rustls::server::danger::ClientCertVerifier>,
+        certs: &[rustls::pki_types::CertificateDer<'_>],
+        id: Option<&ClientIdentity>,
+    ) -> Self {
+        let verdict = match strict {
+            // `off`: no certificate was asked for.
+            None => ClientVerdict::None,
+            Some(v) if ca.lenient_handshake() => {
+                crate::tls::client_verdict(v, certs, rustls::pki_types::UnixTime::now())
+            }
+            Some(_) if certs.is_empty() => ClientVerdict::None,
+            Some(_) => ClientVerdict::Success,
+        };
+        let mut pairs = vec![("ssl-client-verify", verdict.header_value().to_string())];
+        if let Some(id) = id {
+            use x509_parser::prelude::{FromDer, X509Certificate};
+            pairs.push(("ssl-client-subject-dn", id.subject.clone()));
+            if let Ok((_, cert)) = X509Certificate::from_der(&id.der) {
+                pairs.push(("ssl-client-issuer-dn", identity::rfc4514(cert.issuer())));
+            }
+            if ca.pass_certificate {
+                pairs.push(("ssl-client-cert", client_auth::escaped_pem(&id.der)));
+            }
+        }
+        // RFC 4514 and URL escaping leave visible ASCII only.
+        let headers = pairs
+            .into_iter()
+            .filter_map(|(n, v)| {
+                Some((HeaderName::from_static(n), HeaderValue::from_str(&v).ok()?))
+            })
+            .collect();
+        Self {
+            verdict,
+            subject_dn: id.map(|i| i.subject.clone()).unwrap_or_default(),
+            headers,
+        }
+    }
 }
 
 /// Why a verified client gets a 403 on every request of its connection.
@@ -314,13 +373,30 @@ async fn serve_connection(
         refused.get_or_insert(Refusal::Uncarriable(e));
         Vec::new()
     });
-    match &refused {
-        Some(why) => {
+    let nginx = host
+        .nginx
+        .as_ref()
+        .map(|ca| NginxClient::new(ca, host.verifier.as_deref(), certs, identity.as_ref()));
+    let unverified = nginx.as_ref().and_then(|n| match n.verdict {
+        ClientVerdict::Failed(why) => Some(why),
+        _ => None,
+    });
+    match (&refused, unverified) {
+        (Some(why), _) => {
             info!(%peer, host = %host.host, reason = why.reason().as_str(), error = %why, "client refused");
             handshake(&shared.metrics, Failure(why.reason()));
         }
-        None => handshake(&shared.metrics, HandshakeLabels::Success),
+        // Counted as a failure although the connection stays open: the
+        // auth-tls annotations decide per request what becomes of it.
+        (None, Some(why)) => {
+            info!(%peer, host = %host.host, reason = why.as_str(), "client certificate failed verification; handled per nginx.ingress.kubernetes.io/auth-tls-verify-client and auth-tls-error-page");
+            handshake(&shared.metrics, Failure(why));
+        }
+        (None, None) => handshake(&shared.metrics, HandshakeLabels::Success),
     }
+    // A certificate that did not verify names no one: not in the access
+    // log, not to a later check. Its headers were taken above.
+    let identity = identity.filter(|_| unverified.is_none());
     // Subscribed before the connection serves, so no snapshot published
     // from here on goes unchecked.
     let recheck = host
@@ -337,6 +413,7 @@ async fn serve_connection(
         peer,
         activity: Arc::default(),
         upstream,
+        nginx,
     });
     // ALPN settled the protocol in the handshake (h2 over TLS requires it,
     // RFC 9113 3.2), so serve it directly: no preface sniffing, and the
@@ -444,26 +521,25 @@ fn still_accepted(
     if Arc::ptr_eq(entry, &conn.sni_host) {
         return Ok(());
     }
+    if entry.nginx.is_some() {
+        // Only a certificate that verified can stop verifying; the rest
+        // is decided per request against the new entry.
+        let was_verified = conn
+            .nginx
+            .as_ref()
+            .is_some_and(|n| n.verdict == ClientVerdict::Success);
+        return match (&entry.verifier, &conn.identity) {
+            (Some(verifier), Some(id)) if was_verified => {
+                still_verifies(verifier.as_ref(), id, now)
+            }
+            _ => Ok(()),
+        };
+    }
     if let Some(verifier) = &entry.verifier {
         match &conn.identity {
             None if verifier.client_auth_mandatory() => return Err(CloseReason::ClientUntrusted),
             None => {}
-            Some(id) => {
-                let leaf = rustls::pki_types::CertificateDer::from(id.der.as_slice());
-                let chain: Vec<_> = id
-                    .chain
-                    .iter()
-                    .map(|c| rustls::pki_types::CertificateDer::from(c.as_slice()))
-                    .collect();
-                if let Err(e) = verifier.verify_client_cert(&leaf, &chain, now) {
-                    return Err(match e {
-                        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => {
-                            CloseReason::ClientRevoked
-                        }
-                        _ => CloseReason::ClientUntrusted,
-                    });
-                }
-            }
+            Some(id) => still_verifies(verifier.as_ref(), id, now)?,
         }
     }
     match (&entry.allowed, &conn.identity) {
@@ -471,6 +547,27 @@ fn still_accepted(
             Err(CloseReason::ClientNotAllowed)
         }
         _ => Ok(()),
+    }
+}
+
+/// Whether `verifier` still accepts the connection's certificate.
+fn still_verifies(
+    verifier: &dyn rustls::server::danger::ClientCertVerifier,
+    id: &ClientIdentity,
+    now: rustls::pki_types::UnixTime,
+) -> Result<(), CloseReason> {
+    let leaf = rustls::pki_types::CertificateDer::from(id.der.as_slice());
+    let chain: Vec<_> = id
+        .chain
+        .iter()
+        .map(|c| rustls::pki_types::CertificateDer::from(c.as_slice()))
+        .collect();
+    match verifier.verify_client_cert(&leaf, &chain, now) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => {
+            Err(CloseReason::ClientRevoked)
+        }
+        Err(_) => Err(CloseReason::ClientUntrusted),
     }
 }
 
@@ -740,6 +837,9 @@ fn route<'s>(
     target: &'s Arc<HostEntry>,
     conn: &Connection,
 ) -> Routed<'s> {
+    if let Some(resp) = nginx_refusal(req.uri().path(), target, conn) {
+        return Routed::Answer(resp);
+    }
     let Some(backend) = target.routes.lookup(req.uri().path()) else {
         return Routed::Answer(text(
             StatusCode::NOT_FOUND,
@@ -783,12 +883,56 @@ fn route<'s>(
     for (name, value) in &conn.identity_headers {
         headers.insert(name.clone(), value.clone());
     }
+    for (name, value) in conn.nginx.iter().flat_map(|n| &n.headers) {
+        headers.insert(name.clone(), value.clone());
+    }
     Routed::Forward {
         req,
         addr,
         backend: &backend.name,
         upgrade,
     }
+}
+
+/// What the `auth-tls-*` annotations answer instead of the upstream: the
+/// error page (302, as nginx's `error_page` with a URL) or 400 for a
+/// certificate that is missing or failed, 403 when `auth-tls-match-cn`
+/// does not match the subject DN (nginx's `return 403`).
+fn nginx_refusal(path: &str, target: &HostEntry, conn: &Connection) -> Option<Response<ProxyBody>> {
+    let ca = target.nginx.as_ref()?;
+    // nginx serves its error page by an internal redirect, past the checks.
+    if let Some(ErrorPage::Path(page)) = &ca.error_page
+        && page.split('?').next() == Some(path)
+    {
+        return None;
+    }
+    let (verified, dn) = conn.nginx.as_ref().map_or((None, ""), |n| {
+        (n.verdict.verified(), n.subject_dn.as_str())
+    });
+    if ca.fails(verified) {
+        let location = ca
+            .error_page
+            .as_ref()
+            .and_then(|p| HeaderValue::from_str(p.location()).ok());
+        return Some(match location {
+            Some(location) => {
+                let mut r = text(StatusCode::FOUND, String::new());
+                r.headers_mut().insert(header::LOCATION, location);
+                r
+            }
+            None => text(
+                StatusCode::BAD_REQUEST,
+                "a valid client certificate is required\n".into(),
+            ),
+        });
+    }
+    if !ca.cn_matches(dn) {
+        return Some(text(
+            StatusCode::FORBIDDEN,
+            "client certificate unauthorized\n".into(),
+        ));
+    }
+    None
 }
 
 /// The client's answer to an upstream exchange: the upstream's response,

@@ -17,7 +17,7 @@ use rustls::ServerConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::host_auth::{self, HostAuth};
-use super::problem::{HostError, Issue, Problem};
+use super::problem::{AuthTlsError, HostError, Issue, Problem};
 use super::routes::{Backend, PathKind, RouteTable};
 use super::world::World;
 use crate::admission::{CLIENT_AUTH_ANNOTATION, hosts, ingress_class};
@@ -28,6 +28,7 @@ use crate::clientauth::{
 };
 use crate::fast_hash::{HashMap as FastHashMap, HashSet as FastHashSet};
 use crate::ingress_nginx::catalogue;
+use crate::ingress_nginx::client_auth::{self, ClientAuth, ClientAuthError};
 use crate::tls;
 
 /// Annotation on a Service naming its endpoints directly (`host:port`,
@@ -126,6 +127,9 @@ pub struct HostEntry {
     pub hsts: Option<HeaderValue>,
     /// Token and login checks of the bound policy, if it sets any.
     pub auth: Option<Arc<HostAuth>>,
+    /// The implicit client-auth policy of the Ingress's ingress-nginx
+    /// `auth-tls-*` annotations; `verifier` is then its strict verifier.
+    pub nginx: Option<Arc<ClientAuth>>,
     /// Served certificate and trust anchors, for expiry metrics.
     pub expiries: Vec<Expiry>,
     /// This host's `code="200"` series of the request counter, once a
@@ -346,6 +350,10 @@ struct Draft {
     namespace: String,
     secret: String,
     policy: Option<String>,
+    /// The `auth-tls-*` annotations, read (when no policy is bound).
+    nginx: Option<Result<ClientAuth, ClientAuthError>>,
+    /// The `auth-tls-*` annotations as written, to tell Ingresses apart.
+    nginx_key: Vec<(String, String)>,
     routes: RouteTable,
 }
 
@@ -402,6 +410,7 @@ fn add_ingress(
             None
         }),
     };
+    let (nginx, nginx_key) = nginx_annotations(ing, &ns, policy.as_deref(), &object, problems);
     let tls = spec.tls.as_deref().unwrap_or_default();
     let default_backend = spec
         .default_backend
@@ -442,9 +451,15 @@ fn add_ingress(
             namespace: ns.clone(),
             secret: secret.clone(),
             policy: policy.clone(),
+            nginx: nginx.clone(),
+            nginx_key: nginx_key.clone(),
             routes: RouteTable::default(),
         });
-        if draft.namespace != ns || draft.secret != secret || draft.policy != policy {
+        if draft.namespace != ns
+            || draft.secret != secret
+            || draft.policy != policy
+            || draft.nginx_key != nginx_key
+        {
             problems.push(Problem {
                 object: object.clone(),
                 issue: Issue::HostTaken {
@@ -473,6 +488,129 @@ fn add_ingress(
             draft.routes.set_default(b.clone());
         }
     }
+}
+
+/// The Ingress's `auth-tls-*` annotations (unless a ClientAuthPolicy is
+/// bound, which wins: the conflict is reported), and what of its
+/// `ssl-redirect` annotations does not carry over.
+type NginxAuth = (
+    Option<Result<ClientAuth, ClientAuthError>>,
+    Vec<(String, String)>,
+);
+
+fn nginx_annotations(
+    ing: &Ingress,
+    ns: &str,
+    policy: Option<&str>,
+    object: &str,
+    problems: &mut Vec<Problem>,
+) -> NginxAuth {
+    let annotations = ing.annotations();
+    for e in client_auth::parse_redirects(annotations).1 {
+        problems.push(Problem {
+            object: object.to_string(),
+            issue: Issue::IngressNginx(e),
+        });
+    }
+    let parsed = client_auth::parse(ns, annotations).transpose();
+    if parsed.is_none() {
+        return (None, Vec::new());
+    }
+    if let Some(policy) = policy {
+        problems.push(Problem {
+            object: object.to_string(),
+            issue: Issue::AuthTlsOverridden {
+                policy: policy.to_string(),
+            },
+        });
+        return (None, Vec::new());
+    }
+    let key = annotations
+        .iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(crate::ingress_nginx::PREFIX)
+                .is_some_and(|k| k.starts_with("auth-tls-"))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (parsed, key)
+}
+
+/// What the `auth-tls-*` annotations verify with.
+struct NginxTls {
+    /// The verifier that decides `ssl-client-verify`; `None` for `off`.
+    strict: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    /// The verifier handshakes use: `strict`, or one that accepts any
+    /// certificate when the verdict is decided per request.
+    handshake: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    anchors: Vec<Expiry>,
+}
+
+/// Builds the verifiers of `auth-tls-secret` (`ca.crt`, and `ca.crl` when
+/// present) with the bundle builder and verifier a ClientAuthPolicy uses.
+fn nginx_tls(idx: &Index, ca: &ClientAuth, now: i64) -> Result<NginxTls, AuthTlsError> {
+    use client_auth::VerifyClient;
+    if ca.verify == VerifyClient::Off {
+        return Ok(NginxTls {
+            strict: None,
+            handshake: None,
+            anchors: Vec::new(),
+        });
+    }
+    let (ns, name) = (ca.namespace.as_str(), ca.secret.as_str());
+    let secret = || format!("{ns}/{name}");
+    let s = idx
+        .secrets
+        .get(&(ns, name))
+        .ok_or_else(|| AuthTlsError::SecretNotFound { secret: secret() })?;
+    let data = |key: &str| s.data.as_ref().and_then(|d| d.get(key)).map(|b| &b.0);
+    let crt = data("ca.crt").ok_or_else(|| AuthTlsError::NoCaCrt { secret: secret() })?;
+    let anchors = [PemInput::new(
+        format!("Secret {} ca.crt", secret()),
+        String::from_utf8_lossy(crt),
+    )];
+    let crls: Vec<PemInput> = data("ca.crl")
+        .map(|c| {
+            PemInput::new(
+                format!("Secret {} ca.crl", secret()),
+                String::from_utf8_lossy(c),
+            )
+        })
+        .into_iter()
+        .collect();
+    let b = bundle::build(&anchors, &crls, now).map_err(|e| AuthTlsError::Bundle(Arc::new(e)))?;
+    let ders: Vec<Vec<u8>> = b.anchors.iter().map(|a| a.der.clone()).collect();
+    let strict = tls::client_verifier(
+        &ders,
+        &b.crls,
+        ca.verify == VerifyClient::On,
+        ca.verify_depth(),
+    )
+    .map_err(AuthTlsError::Verifier)?;
+    let handshake = if ca.lenient_handshake() {
+        tls::any_client_certificate(strict.clone())
+    } else {
+        strict.clone()
+    };
+    Ok(NginxTls {
+        strict: Some(strict),
+        handshake: Some(handshake),
+        anchors: b
+            .anchors
+            .iter()
+            .map(|a| Expiry {
+                secret: format!(
+                    "{}/anchor:{}",
+                    secret(),
+                    a.fingerprint
+                        .trim_start_matches("sha256:")
+                        .get(..16)
+                        .unwrap_or_default()
+                ),
+                not_after: a.not_after,
+            })
+            .collect(),
+    })
 }
 
 /// Resolves a Service port to endpoints: the `tlsward.io/upstream`
@@ -795,29 +933,68 @@ fn build_host(
                 .collect()
         })
         .unwrap_or_default();
-    let verifier = policy.as_ref().and_then(|p| p.verifier.clone());
+    let nginx = match d.nginx {
+        None => None,
+        Some(Err(e)) => {
+            return Err(HostError::AuthTls {
+                ingress: d.ingress,
+                error: AuthTlsError::Annotation(e),
+            });
+        }
+        Some(Ok(ca)) => match nginx_tls(idx, &ca, now) {
+            Ok(t) => Some((Arc::new(ca), t)),
+            Err(error) => {
+                return Err(HostError::AuthTls {
+                    ingress: d.ingress,
+                    error,
+                });
+            }
+        },
+    };
+    let (verifier, handshake_verifier) = match &nginx {
+        Some((_, t)) => (t.strict.clone(), t.handshake.clone()),
+        None => {
+            let v = policy.as_ref().and_then(|p| p.verifier.clone());
+            (v.clone(), v)
+        }
+    };
     let config =
-        tls::host_server_config(cert, verifier.clone()).map_err(HostError::ServerConfig)?;
+        tls::host_server_config(cert, handshake_verifier).map_err(HostError::ServerConfig)?;
     let mut expiries = vec![Expiry {
         secret: secret_id.clone(),
         not_after: cert_not_after,
     }];
     expiries.extend(policy.iter().flat_map(|p| p.anchors.iter().cloned()));
+    expiries.extend(nginx.iter().flat_map(|(_, t)| t.anchors.iter().cloned()));
+    // Hosts reached over one connection must share its client check: an
+    // implicit policy is the Ingress's own.
+    let policy_name = match &nginx {
+        Some(_) => Some(format!(
+            "{} (nginx.ingress.kubernetes.io/auth-tls-* annotations)",
+            d.ingress
+        )),
+        None => d.policy.as_ref().map(|p| format!("{ns}/{p}")),
+    };
+    let forward = match (&policy, &nginx) {
+        (Some(p), _) => p.forward,
+        // ingress-nginx's own headers instead (server.rs).
+        (None, Some(_)) => ForwardClientCert::None,
+        (None, None) => ForwardClientCert::Sanitize,
+    };
     Ok(HostEntry {
         host: host.to_string(),
         ingress: d.ingress,
         cert_secret: secret_id,
         cert_sha256,
-        policy: d.policy.as_ref().map(|p| format!("{ns}/{p}")),
+        policy: policy_name,
         allowed: policy.as_ref().and_then(|p| p.allowed.clone()),
-        forward: policy
-            .as_ref()
-            .map_or(ForwardClientCert::Sanitize, |p| p.forward),
+        forward,
         tls: config,
         verifier,
         hsts: d.hsts,
         routes: d.routes,
         auth: policy.as_ref().and_then(|p| p.auth.clone()),
+        nginx: nginx.map(|(ca, _)| ca),
         expiries,
         ok_requests: OnceLock::new(),
         auth_ok: Default::default(),

@@ -10,6 +10,7 @@ mod support;
 mod broken_input;
 mod chaos;
 mod identity_headers;
+mod ingress_nginx_auth;
 mod limits;
 mod migration_report;
 mod protocols;
