@@ -105,7 +105,7 @@ const CORES: &[(&str, &[&str])] = &[
     ("policy", &["labels"]),
     ("clientauth/mod", &["fast_hash", "labels"]),
     ("clientauth/bundle", &[]),
-    ("proxy/routes", &[]),
+    ("proxy/routes", &["ingress_nginx"]),
     ("ingress_nginx/mod", &[]),
     ("ingress_nginx/catalogue", &[]),
     ("ingress_nginx/client_auth", &[]),
@@ -123,11 +123,24 @@ const CORES: &[(&str, &[&str])] = &[
     ("proxy/world", &["admission", "clientauth", "manifests"]),
     (
         "proxy/snapshot",
-        &["admission", "clientauth", "fast_hash", "manifests", "tls"],
+        &[
+            "admission",
+            "clientauth",
+            "fast_hash",
+            "ingress_nginx",
+            "manifests",
+            "tls",
+        ],
     ),
     (
         "proxy/problem",
-        &["admission", "clientauth", "manifests", "tls"],
+        &[
+            "admission",
+            "clientauth",
+            "ingress_nginx",
+            "manifests",
+            "tls",
+        ],
     ),
 ];
 

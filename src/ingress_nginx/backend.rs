@@ -413,7 +413,10 @@ mod tests {
         assert!(errors.is_empty());
         assert!(s.is_default());
         assert_eq!(s.protocol, Protocol::Http);
-        assert!(s.ssl_verify, "the backend certificate is checked unless told not to");
+        assert!(
+            s.ssl_verify,
+            "the backend certificate is checked unless told not to"
+        );
         assert!(!s.ssl_server_name);
         assert_eq!(s.body_size, None);
     }
