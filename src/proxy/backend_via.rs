@@ -3,7 +3,7 @@
 //! the `proxy-ssl-secret` Secret, the name checked, limits and timeouts.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use k8s_openapi::ByteString;
 use rustls::pki_types::pem::PemObject;
@@ -47,7 +47,10 @@ impl IngressUpstream {
                 settings,
                 tls,
                 ingress: ingress.to_string(),
-                plain: Arc::default(),
+                plain: Arc::new(Via {
+                    ingress: ingress.to_string(),
+                    ..Via::default()
+                }),
             },
             issues,
         )
@@ -96,8 +99,48 @@ impl IngressUpstream {
     }
 }
 
-/// The TLS client configuration the settings ask for.
+/// Client configurations by a digest of what they were built from: a
+/// rebuilt snapshot whose backend TLS settings did not change gets the same
+/// configuration, so the workers' pools keep their connections.
+static CONFIGS: Mutex<BTreeMap<[u8; 32], Weak<rustls::ClientConfig>>> = Mutex::new(BTreeMap::new());
+
+/// The TLS client configuration the settings ask for, shared with earlier
+/// snapshots when nothing it is built from changed.
 fn client_config<'a>(
+    s: &BackendSettings,
+    namespace: &str,
+    secret: impl Fn(&str) -> Option<&'a BTreeMap<String, ByteString>>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!(
+        "{:?}|{:?}|{:?}|{}",
+        s.protocol, s.ssl_verify, s.ssl_server_name, namespace
+    ));
+    if let Some(r) = &s.ssl_secret {
+        h.update(r.name.as_bytes());
+        for (k, v) in secret(&r.name).into_iter().flatten() {
+            if matches!(k.as_str(), "ca.crt" | "tls.crt" | "tls.key") {
+                h.update([0]);
+                h.update(k.as_bytes());
+                h.update((v.0.len() as u64).to_be_bytes());
+                h.update(&v.0);
+            }
+        }
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    let mut cache = CONFIGS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(cfg) = cache.get(&digest).and_then(Weak::upgrade) {
+        return Ok(cfg);
+    }
+    let cfg = build_client_config(s, namespace, secret)?;
+    cache.retain(|_, w| w.strong_count() > 0);
+    cache.insert(digest, Arc::downgrade(&cfg));
+    Ok(cfg)
+}
+
+/// Builds the TLS client configuration the settings ask for.
+fn build_client_config<'a>(
     s: &BackendSettings,
     namespace: &str,
     secret: impl Fn(&str) -> Option<&'a BTreeMap<String, ByteString>>,

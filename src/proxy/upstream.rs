@@ -89,8 +89,10 @@ pub struct Target<'a> {
 }
 
 /// What a pooled connection was made for: an endpoint, a protocol and,
-/// for TLS, the very settings (by identity, so that a connection verified
-/// under an old CA is never lent to a request under a new one).
+/// for TLS, the name checked and the very client configuration (by
+/// identity, so that a connection verified under an old CA is never lent
+/// to a request under a new one; the key holds the configuration, so its
+/// address cannot be reused by another one meanwhile).
 #[derive(Clone)]
 struct Key {
     addr: SocketAddr,
@@ -104,7 +106,7 @@ impl PartialEq for Key {
             && self.h2 == other.h2
             && match (&self.tls, &other.tls) {
                 (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (Some(a), Some(b)) => Arc::ptr_eq(&a.config, &b.config) && a.name == b.name,
                 _ => false,
             }
     }
@@ -116,7 +118,10 @@ impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.addr.hash(state);
         self.h2.hash(state);
-        self.tls.as_ref().map(Arc::as_ptr).hash(state);
+        if let Some(t) = &self.tls {
+            Arc::as_ptr(&t.config).hash(state);
+            t.name.hash(state);
+        }
     }
 }
 

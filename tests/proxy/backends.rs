@@ -82,7 +82,8 @@ impl Edge {
             docs.push(ing);
         }
         write_json(dir.path(), "app.json", &docs);
-        let proxy = Proxy::start(dir.path(), &[]);
+        // One worker, so one upstream pool: connection reuse is visible.
+        let proxy = Proxy::start(dir.path(), &["--workers", "1"]);
         Edge {
             proxy,
             server_ca,
@@ -126,6 +127,8 @@ type Handler<B> = Arc<
 /// `tls` is given, h2 (with prior knowledge, or after TLS) when `h2`.
 struct Backend {
     addr: SocketAddr,
+    /// TCP connections accepted so far.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -140,6 +143,8 @@ impl Backend {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -153,6 +158,7 @@ impl Backend {
                         a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                         _ = &mut stop_rx => return,
                     };
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let (tls, handler) = (tls.clone(), handler.clone());
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
@@ -177,6 +183,7 @@ impl Backend {
         });
         Backend {
             addr,
+            connections,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -299,6 +306,7 @@ impl Decoder for Raw {
 const UNARY: &str = "/test.Echo/Unary";
 const CHAT: &str = "/test.Echo/Chat";
 const TRAILER: &str = "x-echo-count";
+const SLOW: &str = "/test.Echo/Slow";
 
 /// Unary: answers `unary:` and the message.
 #[derive(Clone)]
@@ -356,6 +364,10 @@ fn grpc_server() -> Handler<tonic::body::Body> {
             match req.uri().path() {
                 UNARY => tonic::server::Grpc::new(Raw).unary(UnaryEcho, req).await,
                 CHAT => tonic::server::Grpc::new(Raw).streaming(Chat, req).await,
+                SLOW => {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    tonic::server::Grpc::new(Raw).unary(UnaryEcho, req).await
+                }
                 _ => Status::unimplemented("no such method").into_http(),
             }
         })
@@ -406,13 +418,21 @@ async fn grpc_client(edge: &Edge, name: &str) -> tonic::client::Grpc<Channel> {
 }
 
 async fn unary(grpc: &mut tonic::client::Grpc<Channel>, msg: &str) -> Result<Bytes, Status> {
+    call(grpc, UNARY, msg).await
+}
+
+async fn call(
+    grpc: &mut tonic::client::Grpc<Channel>,
+    method: &str,
+    msg: &str,
+) -> Result<Bytes, Status> {
     grpc.ready()
         .await
         .map_err(|e| Status::unknown(e.to_string()))?;
     let resp = grpc
         .unary(
             tonic::Request::new(Bytes::from(msg.to_string())),
-            UNARY.parse().unwrap(),
+            method.parse().unwrap(),
             Raw,
         )
         .await?;
@@ -503,6 +523,33 @@ async fn an_https_backend_that_requires_a_client_certificate_gets_the_proxy_ssl_
     assert_eq!(ok.body, "hello over tls: /orders");
     // Pooled: a second request works on the same TLS connection.
     assert_eq!(edge.get("mtls", "/again").await.status, 200);
+
+    // A reload that changes nothing about the backend keeps its TLS
+    // connection: the pool still knows the same client configuration.
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let reloads = edge.proxy.metric("tlsward_proxy_reloads_total", &[]);
+    write_json(
+        &edge.proxy.dir,
+        "unrelated.json",
+        &[service("unrelated", &[])],
+    );
+    assert!(
+        edge.proxy
+            .wait_metric("tlsward_proxy_reloads_total", &[], |v| v > reloads)
+            > reloads
+    );
+    assert_eq!(edge.get("mtls", "/after-reload").await.status, 200);
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 
     // The same backend without the client certificate refuses the proxy.
     let refused = edge.get("nocert", "/orders").await;
@@ -655,6 +702,26 @@ async fn a_grpc_backend_that_is_down_gives_unavailable_not_an_html_502() {
     let status = unary(&mut grpc, "ping").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("down-svc"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_read_timeout_gives_deadline_exceeded() {
+    let backend = Backend::start(None, true, grpc_server());
+    let edge = Edge::start(
+        &[(
+            "slowgrpc",
+            backend.addr,
+            json!({"backend-protocol": "GRPC", "proxy-read-timeout": "1"}),
+        )],
+        &[],
+    );
+    let mut grpc = grpc_client(&edge, "slowgrpc").await;
+    let started = Instant::now();
+    let status = call(&mut grpc, SLOW, "ping").await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The connection is still good for the next call.
+    assert_eq!(&unary(&mut grpc, "pong").await.unwrap()[..], b"unary:pong");
 }
 
 // ---------------------------------------------------------------------------
