@@ -828,3 +828,41 @@ async fn proxy_read_timeout_answers_504() {
     );
     assert!(edge.upstream_requests("http", "timeout") >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_backend_annotations_are_reported_and_a_missing_proxy_ssl_secret_is_a_502() {
+    let upstream = Upstream::start("echo");
+    let edge = Edge::start(
+        &[
+            // Reported; the backend is reached over HTTP.
+            ("fcgi", upstream.addr, json!({"backend-protocol": "FCGI"})),
+            // Reported; nothing goes out over TLS with weaker settings.
+            (
+                "nosecret",
+                upstream.addr,
+                json!({"backend-protocol": "HTTPS", "proxy-ssl-secret": "missing"}),
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(
+        edge.proxy.metric("tlsward_proxy_config_problems", &[]),
+        2.0,
+        "{}",
+        edge.proxy.log()
+    );
+    assert!(
+        edge.proxy.wait_log(&[
+            "nginx.ingress.kubernetes.io/backend-protocol: \\\"FCGI\\\" is not supported",
+            "nginx.ingress.kubernetes.io/proxy-ssl-secret: Secret default/missing not found",
+        ]),
+        "{}",
+        edge.proxy.log()
+    );
+    let fcgi = edge.get("fcgi", "/").await;
+    assert_eq!(fcgi.status, 200, "{}", fcgi.body);
+    let hits = upstream.hits();
+    let nosecret = edge.get("nosecret", "/").await;
+    assert_eq!(nosecret.status, 502, "{}", nosecret.body);
+    assert_eq!(upstream.hits(), hits, "a request went out without its TLS");
+}
