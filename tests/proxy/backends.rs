@@ -730,6 +730,18 @@ async fn a_grpc_read_timeout_gives_deadline_exceeded() {
 
 /// POSTs `chunks` over h2, with a Content-Length only when `with_length`.
 async fn post(edge: &Edge, name: &str, chunks: Vec<Bytes>, with_length: bool) -> Resp {
+    post_paced(edge, name, chunks, with_length, Duration::from_millis(5)).await
+}
+
+/// POSTs `chunks` over h2, `pause` apart, with a Content-Length only when
+/// `with_length`.
+async fn post_paced(
+    edge: &Edge,
+    name: &str,
+    chunks: Vec<Bytes>,
+    with_length: bool,
+    pause: Duration,
+) -> Resp {
     let host = format!("{name}.{SUFFIX}");
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", edge.proxy.https))
         .await
@@ -744,9 +756,9 @@ async fn post(edge: &Edge, name: &str, chunks: Vec<Bytes>, with_length: bool) ->
             .unwrap();
     tokio::spawn(conn);
     let len: usize = chunks.iter().map(Bytes::len).sum();
-    let frames = futures::stream::iter(chunks).then(|c| async move {
+    let frames = futures::stream::iter(chunks).then(move |c| async move {
         // Apart in time, so the body really streams.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(pause).await;
         Ok::<_, Infallible>(Frame::data(c))
     });
     let body: BoxBody<Bytes, Infallible> = BodyExt::boxed(StreamBody::new(frames));
@@ -865,4 +877,25 @@ async fn unusable_backend_annotations_are_reported_and_a_missing_proxy_ssl_secre
     let nosecret = edge.get("nosecret", "/").await;
     assert_eq!(nosecret.status, 502, "{}", nosecret.body);
     assert_eq!(upstream.hits(), hits, "a request went out without its TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_send_timeout_answers_504_when_the_request_body_stalls() {
+    let upstream = Upstream::start("echo");
+    let edge = Edge::start(
+        &[("upload", upstream.addr, json!({"proxy-send-timeout": "1"}))],
+        &[],
+    );
+    let chunks = || vec![Bytes::from_static(b"part"); 3];
+    let brisk = post_paced(&edge, "upload", chunks(), false, Duration::from_millis(200)).await;
+    assert_eq!(brisk.status, 200, "{}", brisk.body);
+    assert_eq!(brisk.json()["body_len"], 12);
+    let started = Instant::now();
+    let stalled = post_paced(&edge, "upload", chunks(), false, Duration::from_secs(3)).await;
+    assert_eq!(stalled.status, 504, "{}", stalled.body);
+    assert!(
+        started.elapsed() < Duration::from_millis(5500),
+        "{:?}",
+        started.elapsed()
+    );
 }
