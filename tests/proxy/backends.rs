@@ -667,6 +667,13 @@ async fn grpc_over_h2c_unary_and_bidirectional_streaming_with_trailers() {
         h1.headers
     );
     assert!(edge.upstream_requests("grpc", "ok") >= 3.0);
+    // Every call, from both clients, went over one shared h2 connection.
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
