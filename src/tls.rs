@@ -469,6 +469,9 @@ pub enum UpstreamTlsError {
     /// A trust anchor rustls refused.
     #[error("trust anchor refused by the TLS stack: {0}")]
     Anchor(rustls::Error),
+    /// The crypto provider cannot do TLS 1.2 and 1.3 (a build problem).
+    #[error("TLS 1.2/1.3 with the crypto provider: {0}")]
+    Versions(rustls::Error),
     /// No trust anchor at all (an empty `ca.crt`, or no system roots).
     #[error("no trust anchor to verify the backend with")]
     NoAnchors,
@@ -492,8 +495,9 @@ fn system_roots() -> &'static rustls::RootCertStore {
 }
 
 /// A TLS client configuration for connections to a backend: TLS 1.2+,
-/// the process's single crypto provider, no session resumption across
-/// configurations, `alpn` offered, SNI sent only when `sni`.
+/// the process's single crypto provider, `alpn` offered, SNI sent only
+/// when `sni`. Sessions resume within one configuration (rustls' default
+/// cache), never across two.
 pub fn upstream_client_config(
     roots: UpstreamRoots,
     client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
@@ -503,7 +507,7 @@ pub fn upstream_client_config(
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(UpstreamTlsError::Anchor)?;
+        .map_err(UpstreamTlsError::Versions)?;
     let builder = match roots {
         UpstreamRoots::Anchors(anchors) => {
             let mut store = rustls::RootCertStore::empty();
