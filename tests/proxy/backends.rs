@@ -906,3 +906,24 @@ async fn proxy_send_timeout_answers_504_when_the_request_body_stalls() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_message_over_proxy_body_size_gives_resource_exhausted() {
+    let backend = Backend::start(None, true, grpc_server());
+    let edge = Edge::start(
+        &[(
+            "tinygrpc",
+            backend.addr,
+            json!({"backend-protocol": "GRPC", "proxy-body-size": "64"}),
+        )],
+        &[],
+    );
+    let mut grpc = grpc_client(&edge, "tinygrpc").await;
+    assert_eq!(
+        &unary(&mut grpc, "small").await.unwrap()[..],
+        b"unary:small"
+    );
+    let status = unary(&mut grpc, &"x".repeat(200)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("proxy-body-size"), "{status:?}");
+}
