@@ -1075,6 +1075,30 @@ mod tests {
     }
 
     #[test]
+    fn grpc_calls_are_told_by_their_content_type_and_answered_in_grpc() {
+        for (ct, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC;charset=utf-8", true),
+            ("application/grpc-web", false),
+            ("application/json", false),
+            ("application/grp", false),
+        ] {
+            assert_eq!(is_grpc(&headers(&[("content-type", ct)])), grpc, "{ct}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+        let r = grpc_status(GrpcCode::Unavailable, "upstream ns/svc:80 failed\n100%");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        // Only characters that need no percent-encoding are sent.
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "upstream ns/svc:80 failed?100?"
+        );
+    }
+
+    #[test]
     fn hop_by_hop_headers_and_those_connection_names_do_not_cross_the_proxy() {
         let mut h = headers(&[
             ("connection", "close, X-Session"),
