@@ -260,41 +260,48 @@ where
         target: Target<'_>,
         req: Request<B>,
     ) -> Result<Response<PooledBody<B>>, UpstreamError> {
-        let shared = {
-            let mut map = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-            match map.get_mut(&key) {
-                Some(s) if !s.sender.is_closed() => {
-                    s.since = Instant::now();
-                    Some(s.sender.clone())
-                }
-                _ => None,
-            }
+        // A shared connection that turns out closed (the backend went
+        // away, or sent GOAWAY, while idle) is replaced once; the request
+        // has not been sent on it.
+        let reusable = match self.shared_h2(&key) {
+            Some(mut s) => s.ready().await.is_ok().then_some(s),
+            None => None,
         };
-        let mut sender = match shared {
+        let mut sender = match reusable {
             Some(s) => s,
             None => {
                 let stream = self.connect(target).await?;
-                let sender = handshake_h2(stream, target.addr).await?;
-                let mut map = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-                // Connections unused for long, or closed, go; a reload's
-                // new TLS settings leave the old ones unused.
-                map.retain(|_, s| !s.sender.is_closed() && s.since.elapsed() <= IDLE_TIMEOUT);
-                map.insert(
-                    key,
-                    Shared2 {
-                        sender: sender.clone(),
-                        since: Instant::now(),
-                    },
-                );
+                let mut sender = handshake_h2(stream, target.addr).await?;
+                {
+                    let mut map = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Connections unused for long, or closed, go; a reload's
+                    // new TLS settings leave the old ones unused.
+                    map.retain(|_, s| !s.sender.is_closed() && s.since.elapsed() <= IDLE_TIMEOUT);
+                    map.insert(
+                        key,
+                        Shared2 {
+                            sender: sender.clone(),
+                            since: Instant::now(),
+                        },
+                    );
+                }
+                sender.ready().await.map_err(UpstreamError::Http)?;
                 sender
             }
         };
-        sender.ready().await.map_err(UpstreamError::Http)?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(UpstreamError::Http)?;
         Ok(resp.map(|body| PooledBody { body, back: None }))
+    }
+
+    /// The h2 connection for `key`, if there is one that is not closed.
+    fn shared_h2(&self, key: &Key) -> Option<http2::SendRequest<B>> {
+        let mut map = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = map.get_mut(key).filter(|s| !s.sender.is_closed())?;
+        s.since = Instant::now();
+        Some(s.sender.clone())
     }
 
     /// The most recently used idle connection for `key` that is still open.
