@@ -373,6 +373,15 @@ pub struct CloseLabels {
     pub reason: crate::conn::CloseReason,
 }
 
+/// Labels of the upstream request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// `http`, `https`, `grpc` or `grpcs` (the backend-protocol).
+    pub protocol: &'static str,
+    /// `ok` (a response head came back), `error` or `timeout`.
+    pub result: &'static str,
+}
+
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HostCodeLabels {
@@ -579,6 +588,8 @@ pub struct ProxyMetrics {
     pub connections_closed: Family<CloseLabels, Counter>,
     /// The issuers' key caches.
     pub issuers: IssuerMetrics,
+    /// Requests sent upstream, by backend protocol and result.
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
 }
 
 impl ProxyMetrics {
@@ -599,6 +610,7 @@ impl ProxyMetrics {
             authentications: Family::default(),
             connections_closed: Family::default(),
             issuers: IssuerMetrics::default(),
+            upstream_requests: Family::default(),
         };
         registry.register(
             "tlsward_proxy_requests",
@@ -654,6 +666,11 @@ impl ProxyMetrics {
             "tlsward_proxy_connections_closed",
             "HTTPS connections closed by a limit, by reason (preface_timeout, header_timeout, idle_timeout, keepalive_timeout, max_age)",
             m.connections_closed.clone(),
+        );
+        registry.register(
+            "tlsward_proxy_upstream_requests",
+            "Requests sent to backends, by protocol (http, https, grpc, grpcs) and result (ok, error, timeout)",
+            m.upstream_requests.clone(),
         );
         registry.register_collector(Box::new(m.issuers.clone()));
         m

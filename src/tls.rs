@@ -572,6 +572,146 @@ impl std::fmt::Display for HandshakeFailure {
     }
 }
 
+/// Whose certificates an upstream TLS client trusts.
+pub enum UpstreamRoots {
+    /// These trust anchors (a Secret's `ca.crt`).
+    Anchors(Vec<CertificateDer<'static>>),
+    /// The system's trust store.
+    System,
+    /// Nobody's: the backend's certificate is not checked
+    /// (`proxy-ssl-verify: "off"`). Its handshake signatures still are.
+    Unverified,
+}
+
+/// Why an upstream TLS client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamTlsError {
+    /// A trust anchor rustls refused.
+    #[error("trust anchor refused by the TLS stack: {0}")]
+    Anchor(rustls::Error),
+    /// The crypto provider cannot do TLS 1.2 and 1.3 (a build problem).
+    #[error("TLS 1.2/1.3 with the crypto provider: {0}")]
+    Versions(rustls::Error),
+    /// No trust anchor at all (an empty `ca.crt`, or no system roots).
+    #[error("no trust anchor to verify the backend with")]
+    NoAnchors,
+    /// The client certificate and key rustls cannot use.
+    #[error("client certificate for the backend: {0}")]
+    ClientCert(rustls::Error),
+}
+
+/// The system's trust anchors, read once.
+fn system_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "reading the system trust store");
+        }
+        let (_, _) = roots.add_parsable_certificates(found.certs);
+        roots
+    })
+}
+
+/// A TLS client configuration for connections to a backend: TLS 1.2+,
+/// the process's single crypto provider, `alpn` offered, SNI sent only
+/// when `sni`. Sessions resume within one configuration (rustls' default
+/// cache), never across two.
+pub fn upstream_client_config(
+    roots: UpstreamRoots,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    sni: bool,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, UpstreamTlsError> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(UpstreamTlsError::Versions)?;
+    let builder = match roots {
+        UpstreamRoots::Anchors(anchors) => {
+            let mut store = rustls::RootCertStore::empty();
+            for a in anchors {
+                store.add(a).map_err(UpstreamTlsError::Anchor)?;
+            }
+            if store.is_empty() {
+                return Err(UpstreamTlsError::NoAnchors);
+            }
+            builder.with_root_certificates(store)
+        }
+        UpstreamRoots::System => {
+            let store = system_roots();
+            if store.is_empty() {
+                return Err(UpstreamTlsError::NoAnchors);
+            }
+            builder.with_root_certificates(store.clone())
+        }
+        UpstreamRoots::Unverified => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
+    };
+    let mut cfg = match client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(UpstreamTlsError::ClientCert)?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.enable_sni = sni;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}
+
+/// Accepts any backend certificate, as `proxy-ssl-verify: "off"` asks,
+/// while still checking that the backend holds the key it presented.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rcgen::{

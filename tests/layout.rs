@@ -108,7 +108,7 @@ const CORES: &[(&str, &[&str])] = &[
     ("policy", &["labels"]),
     ("clientauth/mod", &["fast_hash", "labels"]),
     ("clientauth/bundle", &[]),
-    ("proxy/routes", &[]),
+    ("proxy/routes", &["ingress_nginx"]),
     ("ingress_nginx/mod", &[]),
     ("ingress_nginx/catalogue", &[]),
     ("ingress_nginx/client_auth", &[]),

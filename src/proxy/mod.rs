@@ -4,6 +4,7 @@
 
 pub mod authenticate;
 pub mod authority;
+mod backend_via;
 mod github;
 pub mod host_auth;
 pub mod hsts;

@@ -77,6 +77,17 @@ pub enum Issue {
         /// The Ingress (`ns/name`) that serves it.
         by: String,
     },
+    /// An ingress-nginx backend annotation the proxy cannot use; that
+    /// annotation is ignored, the others apply.
+    #[error("{0}")]
+    Backend(crate::ingress_nginx::backend::BackendError),
+    /// The backend TLS settings cannot be built: requests to the
+    /// Ingress's backends are answered 502 rather than sent unverified.
+    #[error("{why}; requests to its backends are answered 502 until this is fixed")]
+    BackendTls {
+        /// What is wrong, naming the annotation and the Secret.
+        why: String,
+    },
     /// An annotation value the proxy cannot use; the Ingress is served
     /// without what it asks for.
     #[error("{0}; served without Strict-Transport-Security")]

@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::ingress_nginx::backend::Protocol;
 
 /// Where matching requests go: one Service port's endpoints, round-robin.
 #[derive(Debug)]
@@ -13,15 +16,56 @@ pub struct Backend {
     pub name: String,
     /// Ready endpoint addresses.
     pub endpoints: Vec<SocketAddr>,
+    /// How the endpoints are spoken to.
+    pub via: Arc<Via>,
     next: AtomicUsize,
 }
 
+/// How requests reach a backend: protocol, TLS, limits. The default is
+/// cleartext HTTP/1.1 under the proxy's own limits.
+#[derive(Debug, Default)]
+pub struct Via {
+    /// The wire protocol.
+    pub protocol: Protocol,
+    /// The TLS client settings, for `Https` and `Grpcs`.
+    pub tls: Option<Arc<UpstreamTls>>,
+    /// Why the TLS settings could not be built: requests get 502 rather
+    /// than go out unprotected.
+    pub tls_error: Option<String>,
+    /// The largest request body; `None`: no limit.
+    pub body_size: Option<u64>,
+    /// Connect (TCP and TLS) timeout; `None`: the proxy's.
+    pub connect_timeout: Option<Duration>,
+    /// Response-head timeout; `None`: the proxy's.
+    pub read_timeout: Option<Duration>,
+    /// Longest pause between two request-body chunks; `None`: no limit.
+    pub send_timeout: Option<Duration>,
+    /// `ns/name` of the Ingress whose annotations these are, for logs.
+    pub ingress: String,
+}
+
+/// A TLS client configuration and the name the backend's certificate is
+/// checked against.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// The client configuration (roots, client certificate, SNI, ALPN).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name checked, and sent as SNI when the configuration enables it.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
 impl Backend {
-    /// A backend over `endpoints`.
+    /// A cleartext HTTP/1.1 backend over `endpoints`.
     pub fn new(name: String, endpoints: Vec<SocketAddr>) -> Arc<Self> {
+        Self::with_via(name, endpoints, Arc::default())
+    }
+
+    /// A backend over `endpoints`, spoken to as `via` says.
+    pub fn with_via(name: String, endpoints: Vec<SocketAddr>, via: Arc<Via>) -> Arc<Self> {
         Arc::new(Self {
             name,
             endpoints,
+            via,
             next: AtomicUsize::new(0),
         })
     }

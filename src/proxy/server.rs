@@ -24,14 +24,15 @@ use tracing::{debug, info, warn};
 use super::authenticate::{AuthRuntime, Checked};
 use super::authority::{self, HostError};
 use super::identity::{self, ClientIdentity};
+use super::routes::Backend;
 use super::snapshot::{HostEntry, Snapshot};
-use super::upstream::{PooledBody, Upstream, UpstreamError};
+use super::upstream::{BodyOutcome, PooledBody, RequestBody, Target, Upstream, UpstreamError};
 use crate::clientauth::ForwardClientCert;
 use crate::conn::CloseReason;
 use crate::conn::{Activity, ConnLimits, TrackedBody};
 use crate::ingress_nginx::client_auth::{self, ClientAuth, ErrorPage};
 use crate::telemetry::HandshakeLabels::{self, Failure};
-use crate::telemetry::{HostCodeLabels, ProxyMetrics};
+use crate::telemetry::{HostCodeLabels, ProxyMetrics, UpstreamLabels};
 use crate::tls::{ClientVerdict, HandshakeFailure};
 
 /// Response bodies: streamed from upstream or made here.
@@ -712,16 +713,29 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
             addr,
             backend,
             upgrade,
+            grpc,
         } => {
+            let via = &*backend.via;
+            let outcome = (via.body_size.is_some() || via.send_timeout.is_some())
+                .then(|| Arc::new(BodyOutcome::default()));
+            let req = req.map(|b| match &outcome {
+                None => RequestBody::new(b),
+                Some(o) => RequestBody::limited(b, via.body_size, via.send_timeout, o.clone()),
+            });
             let sent = tokio::time::timeout(
-                shared.limits.upstream_response_timeout,
-                conn.upstream.send(addr, req),
+                via.read_timeout
+                    .unwrap_or(shared.limits.upstream_response_timeout),
+                conn.upstream.send_to(Target { addr, via }, req),
             )
             .await;
-            (
-                upstream_answer(sent, addr, backend, upgrade, conn),
-                Some(addr),
-            )
+            let answer = Forwarded {
+                addr,
+                backend,
+                upgrade,
+                grpc,
+                outcome: outcome.as_deref(),
+            };
+            (upstream_answer(sent, &answer, conn, shared), Some(addr))
         }
     };
     for c in set_cookies {
@@ -783,10 +797,12 @@ enum Routed<'s> {
         /// Rewritten for the upstream: origin-form, proxy headers set.
         req: Request<Incoming>,
         addr: SocketAddr,
-        /// The Service's name, for error answers.
-        backend: &'s str,
+        /// The route's backend: its name and how to reach it.
+        backend: &'s Backend,
         /// An HTTP/1.1 upgrade (websocket) was asked for.
         upgrade: bool,
+        /// A gRPC call: proxy-side errors are answered with a gRPC status.
+        grpc: bool,
     },
 }
 
@@ -846,12 +862,28 @@ fn route<'s>(
             format!("no route for {} on {host}\n", req.uri().path()),
         ));
     };
+    let grpc = is_grpc(req.headers());
     let Some(addr) = backend.pick() else {
-        return Routed::Answer(text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("no ready endpoints for {}\n", backend.name),
-        ));
+        let why = format!("no ready endpoints for {}", backend.name);
+        return Routed::Answer(if grpc {
+            grpc_status(GrpcCode::Unavailable, &why)
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+        });
     };
+    let via = &*backend.via;
+    // A body that says up front it is too large is refused before a byte
+    // of it is read; one that does not is cut off as it outgrows the limit.
+    if let Some(limit) = via.body_size
+        && let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Routed::Answer(too_large_answer(limit, grpc));
+    }
 
     // Origin-form, as a client sends it to an origin server; `Host` is set
     // below. An h2 request's URI also carries the scheme and authority.
@@ -861,19 +893,43 @@ fn route<'s>(
         .cloned()
         .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
     let uri = hyper::Uri::from(origin_form);
-    *req.uri_mut() = uri;
-    *req.version_mut() = hyper::Version::HTTP_11;
+    let h2 = via.protocol.h2();
+    if h2 {
+        // h2 carries the target as :scheme, :authority and :path.
+        let scheme = if via.protocol.tls() { "https" } else { "http" };
+        match hyper::Uri::try_from(format!("{scheme}://{host}{uri}")) {
+            Ok(absolute) => *req.uri_mut() = absolute,
+            Err(_) => *req.uri_mut() = uri,
+        }
+        *req.version_mut() = hyper::Version::HTTP_2;
+    } else {
+        *req.uri_mut() = uri;
+        *req.version_mut() = hyper::Version::HTTP_11;
+    }
     // An HTTP/1.1 upgrade (websocket) keeps its Upgrade header end to end.
-    let upgrade = wants_upgrade(req.headers());
+    let upgrade = !h2 && wants_upgrade(req.headers());
+    let te_trailers = req
+        .headers()
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    // gRPC servers expect it (RFC 9113 allows exactly this value).
+    if h2 && (te_trailers || grpc) {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     remove_headers(headers, is_edge_header);
     if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert(header::HOST, v.clone());
+        if h2 {
+            headers.remove(header::HOST);
+        } else {
+            headers.insert(header::HOST, v.clone());
+        }
         headers.insert(X_FORWARDED_HOST, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
@@ -889,8 +945,9 @@ fn route<'s>(
     Routed::Forward {
         req,
         addr,
-        backend: &backend.name,
+        backend,
         upgrade,
+        grpc,
     }
 }
 
@@ -935,19 +992,109 @@ fn nginx_refusal(path: &str, target: &HostEntry, conn: &Connection) -> Option<Re
     None
 }
 
+/// A request whose content type is gRPC's (`application/grpc`, with or
+/// without a `+proto`-style suffix or parameters).
+fn is_grpc(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+                && matches!(v.as_bytes().get(16), None | Some(b'+' | b';'))
+        })
+}
+
+/// The gRPC status codes the proxy answers with.
+#[derive(Clone, Copy)]
+enum GrpcCode {
+    DeadlineExceeded = 4,
+    ResourceExhausted = 8,
+    Unavailable = 14,
+}
+
+/// A trailers-only gRPC answer (HTTP 200, the status in the head, no
+/// body): what a gRPC client reads as a failed call, where an HTML 502
+/// would be a protocol error.
+fn grpc_status(code: GrpcCode, message: &str) -> Response<ProxyBody> {
+    let mut r = text(StatusCode::OK, String::new());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(code as u16));
+    // grpc-message is percent-encoded; keep it to safe characters.
+    let safe: String = message
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .map(|c| if c == '%' { '?' } else { c })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&safe) {
+        h.insert("grpc-message", v);
+    }
+    r
+}
+
+/// 413 for a body over `proxy-body-size` (gRPC: RESOURCE_EXHAUSTED).
+fn too_large_answer(limit: u64, grpc: bool) -> Response<ProxyBody> {
+    let why = format!("request body larger than {limit} bytes (proxy-body-size)");
+    if grpc {
+        grpc_status(GrpcCode::ResourceExhausted, &why)
+    } else {
+        text(StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n"))
+    }
+}
+
+/// A forwarded request, for its answer.
+struct Forwarded<'a> {
+    addr: SocketAddr,
+    backend: &'a Backend,
+    upgrade: bool,
+    grpc: bool,
+    /// What became of a limited request body.
+    outcome: Option<&'a BodyOutcome>,
+}
+
 /// The client's answer to an upstream exchange: the upstream's response,
-/// 502 when the exchange failed, 504 when it timed out.
+/// 502 when the exchange failed, 504 when it timed out, 413 when the body
+/// outgrew its limit; for a gRPC call, the matching gRPC status instead.
 fn upstream_answer(
     sent: Result<Result<Response<PooledBody>, UpstreamError>, tokio::time::error::Elapsed>,
-    addr: SocketAddr,
-    backend: &str,
-    upgrade: bool,
+    f: &Forwarded<'_>,
     conn: &Connection,
+    shared: &Shared,
 ) -> Response<ProxyBody> {
+    let (addr, backend) = (f.addr, &f.backend.name);
+    let via = &*f.backend.via;
+    let result = match &sent {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    };
+    shared
+        .metrics
+        .upstream_requests
+        .get_or_create(&UpstreamLabels {
+            protocol: via.protocol.as_str(),
+            result,
+        })
+        .inc();
+    let too_large = f
+        .outcome
+        .is_some_and(|o| o.too_large.load(std::sync::atomic::Ordering::Relaxed));
+    let stalled = f
+        .outcome
+        .is_some_and(|o| o.stalled.load(std::sync::atomic::Ordering::Relaxed));
     match sent {
         Ok(Ok(mut resp)) => {
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                if !upgrade {
+                if !f.upgrade {
                     // A switch the proxy did not ask for cannot be honoured.
                     warn!(upstream = %addr, "upstream switched protocols unasked");
                     return text(
@@ -965,17 +1112,33 @@ fn upstream_answer(
             *resp.version_mut() = hyper::Version::HTTP_11;
             resp.map(|b| b.boxed())
         }
-        Ok(Err(e)) => {
-            warn!(upstream = %addr, error = %e, "upstream failed");
-            text(
-                StatusCode::BAD_GATEWAY,
-                format!("upstream {backend} failed\n"),
-            )
+        Ok(Err(_)) if too_large => too_large_answer(via.body_size.unwrap_or_default(), f.grpc),
+        Ok(Err(e)) if stalled => {
+            info!(ingress = %via.ingress, backend = %backend, upstream = %addr, error = %e, "request body stalled (proxy-send-timeout)");
+            timed_out(backend, f.grpc)
         }
-        Err(_) => text(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("upstream {backend} did not answer in time\n"),
-        ),
+        Ok(Err(e)) => {
+            warn!(ingress = %via.ingress, backend = %backend, upstream = %addr, protocol = via.protocol.as_str(), error = %e, "upstream failed");
+            if f.grpc {
+                grpc_status(GrpcCode::Unavailable, &format!("upstream {backend} failed"))
+            } else {
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {backend} failed\n"),
+                )
+            }
+        }
+        Err(_) => timed_out(backend, f.grpc),
+    }
+}
+
+/// 504 (gRPC: DEADLINE_EXCEEDED).
+fn timed_out(backend: &str, grpc: bool) -> Response<ProxyBody> {
+    let why = format!("upstream {backend} did not answer in time");
+    if grpc {
+        grpc_status(GrpcCode::DeadlineExceeded, &why)
+    } else {
+        text(StatusCode::GATEWAY_TIMEOUT, format!("{why}\n"))
     }
 }
 
@@ -1053,6 +1216,30 @@ mod tests {
         let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         n.sort_unstable();
         n
+    }
+
+    #[test]
+    fn grpc_calls_are_told_by_their_content_type_and_answered_in_grpc() {
+        for (ct, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC;charset=utf-8", true),
+            ("application/grpc-web", false),
+            ("application/json", false),
+            ("application/grp", false),
+        ] {
+            assert_eq!(is_grpc(&headers(&[("content-type", ct)])), grpc, "{ct}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+        let r = grpc_status(GrpcCode::Unavailable, "upstream ns/svc:80 failed\n100%");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        // Only characters that need no percent-encoding are sent.
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "upstream ns/svc:80 failed?100?"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use rustls::ServerConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::backend_via::IngressUpstream;
 use super::host_auth::{self, HostAuth};
 use super::problem::{AuthTlsError, HostError, Issue, Problem};
 use super::routes::{Backend, PathKind, RouteTable};
@@ -411,12 +412,19 @@ fn add_ingress(
         }),
     };
     let (nginx, nginx_key) = nginx_annotations(ing, &ns, policy.as_deref(), &object, problems);
+    let (upstream, issues) = IngressUpstream::new(ing.annotations(), &ns, &id, |name| {
+        idx.secrets.get(&(ns.as_str(), name))?.data.as_ref()
+    });
+    problems.extend(issues.into_iter().map(|issue| Problem {
+        object: object.clone(),
+        issue,
+    }));
     let tls = spec.tls.as_deref().unwrap_or_default();
     let default_backend = spec
         .default_backend
         .as_ref()
         .and_then(|b| b.service.as_ref())
-        .map(|svc| backend(idx, &ns, svc));
+        .map(|svc| backend(idx, &ns, svc, &upstream));
     for rule in spec.rules.iter().flatten() {
         let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
             problems.push(Problem {
@@ -481,7 +489,7 @@ fn add_ingress(
             draft.routes.add(
                 kind,
                 p.path.as_deref().unwrap_or("/"),
-                backend(idx, &ns, svc),
+                backend(idx, &ns, svc, &upstream),
             );
         }
         if let Some(b) = &default_backend {
@@ -615,14 +623,20 @@ fn nginx_tls(idx: &Index, ca: &ClientAuth, now: i64) -> Result<NginxTls, AuthTls
 
 /// Resolves a Service port to endpoints: the `tlsward.io/upstream`
 /// annotation, or the Service's EndpointSlices (ready endpoints only).
-fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
+fn backend(
+    idx: &Index,
+    ns: &str,
+    svc: &IngressServiceBackend,
+    upstream: &IngressUpstream,
+) -> Arc<Backend> {
+    let via = upstream.via(ns, &svc.name);
     let port = svc.port.as_ref();
     let port_label = port
         .and_then(|p| p.number.map(|n| n.to_string()).or(p.name.clone()))
         .unwrap_or_default();
     let name = format!("{ns}/{}:{port_label}", svc.name);
     let Some(service) = idx.services.get(&(ns, svc.name.as_str())) else {
-        return Backend::new(name, Vec::new());
+        return Backend::with_via(name, Vec::new(), via);
     };
     if let Some(list) = service
         .annotations()
@@ -633,7 +647,7 @@ fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
             .split(',')
             .filter_map(|a| a.trim().parse::<SocketAddr>().ok())
             .collect();
-        return Backend::new(name, eps);
+        return Backend::with_via(name, eps, via);
     }
     let service_port = service
         .spec
@@ -675,7 +689,7 @@ fn backend(idx: &Index, ns: &str, svc: &IngressServiceBackend) -> Arc<Backend> {
         }
     }
     eps.sort();
-    Backend::new(name, eps)
+    Backend::with_via(name, eps, via)
 }
 
 #[derive(Clone)]

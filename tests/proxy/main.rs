@@ -7,6 +7,7 @@
 mod common;
 mod support;
 
+mod backends;
 mod broken_input;
 mod chaos;
 mod identity_headers;
