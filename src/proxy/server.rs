@@ -33,6 +33,8 @@ use crate::telemetry::HandshakeLabels::{self, Failure};
 use crate::telemetry::{HostCodeLabels, ProxyMetrics};
 use crate::tls::HandshakeFailure;
 
+mod websocket;
+
 /// Response bodies: streamed from upstream or made here.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -371,7 +373,7 @@ async fn serve_connection(
             // Boxed, so that the idle HTTP/1.1 connection's task (the
             // common case, and what the memory figures measure) is not
             // sized for h2's.
-            Box::pin(crate::conn::h2::serve(
+            Box::pin(crate::conn::h2::serve_with_websockets(
                 tls,
                 &limits.conn,
                 activity,
@@ -615,16 +617,18 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
             addr,
             backend,
             upgrade,
+            websocket,
         } => {
             let sent = tokio::time::timeout(
                 shared.limits.upstream_response_timeout,
                 conn.upstream.send(addr, req),
             )
             .await;
-            (
-                upstream_answer(sent, addr, backend, upgrade, conn),
-                Some(addr),
-            )
+            let resp = match websocket {
+                Some(ws) => ws.answer(sent, addr, backend, conn),
+                None => upstream_answer(sent, addr, backend, upgrade, conn),
+            };
+            (resp, Some(addr))
         }
     };
     for c in set_cookies {
@@ -690,6 +694,8 @@ enum Routed<'s> {
         backend: &'s str,
         /// An HTTP/1.1 upgrade (websocket) was asked for.
         upgrade: bool,
+        /// An h2 extended CONNECT for a WebSocket, sent on as an upgrade.
+        websocket: Option<Box<websocket::H2WebSocket>>,
     },
 }
 
@@ -740,6 +746,10 @@ fn route<'s>(
     target: &'s Arc<HostEntry>,
     conn: &Connection,
 ) -> Routed<'s> {
+    let websocket = match websocket::H2WebSocket::from_connect(&mut req) {
+        Ok(ws) => ws,
+        Err(refused) => return Routed::Answer(*refused),
+    };
     let Some(backend) = target.routes.lookup(req.uri().path()) else {
         return Routed::Answer(text(
             StatusCode::NOT_FOUND,
@@ -764,7 +774,7 @@ fn route<'s>(
     *req.uri_mut() = uri;
     *req.version_mut() = hyper::Version::HTTP_11;
     // An HTTP/1.1 upgrade (websocket) keeps its Upgrade header end to end.
-    let upgrade = wants_upgrade(req.headers());
+    let upgrade = websocket.is_some() || wants_upgrade(req.headers());
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     if upgrade {
@@ -788,6 +798,7 @@ fn route<'s>(
         addr,
         backend: &backend.name,
         upgrade,
+        websocket,
     }
 }
 
