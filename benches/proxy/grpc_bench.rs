@@ -119,7 +119,9 @@ fn main() -> Result<(), BoxError> {
             println!("{}", report.json);
             let failed = report.ok == 0 || (calls.is_some() && report.errors > 0);
             if failed {
-                return Err(format!("{} calls failed, {} succeeded", report.errors, report.ok).into());
+                return Err(
+                    format!("{} calls failed, {} succeeded", report.errors, report.ok).into(),
+                );
             }
             Ok(())
         }
