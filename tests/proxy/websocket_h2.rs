@@ -141,8 +141,8 @@ async fn world(extra: &[&str]) -> (World, WsUpstream) {
 }
 
 /// An h2 connection to the proxy, once the server's SETTINGS have arrived.
-async fn h2(w: &World, client: &Leaf) -> SendRequest<Empty<Bytes>> {
-    let tls = tls_stream(w.proxy.https, WS, w.cfg(Some(client), b"h2"))
+async fn h2(w: &World, host: &str, client: &Leaf) -> SendRequest<Empty<Bytes>> {
+    let tls = tls_stream(w.proxy.https, host, w.cfg(Some(client), b"h2"))
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -173,16 +173,18 @@ async fn h2(w: &World, client: &Leaf) -> SendRequest<Empty<Bytes>> {
     sender
 }
 
-/// Sends an extended CONNECT for `path` with `:protocol` `protocol`.
+/// Sends an extended CONNECT for `host` and `path` with `:protocol`
+/// `protocol`.
 async fn connect(
     sender: &mut SendRequest<Empty<Bytes>>,
+    host: &str,
     protocol: &'static str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> hyper::Response<hyper::body::Incoming> {
     let mut req = Request::builder()
         .method(Method::CONNECT)
-        .uri(format!("https://{WS}{path}"))
+        .uri(format!("https://{host}{path}"))
         .header("sec-websocket-version", "13");
     for (n, v) in headers {
         req = req.header(*n, *v);
@@ -205,7 +207,7 @@ async fn open_ws(
     sender: &mut SendRequest<Empty<Bytes>>,
     headers: &[(&str, &str)],
 ) -> (ClientWs, hyper::HeaderMap) {
-    let resp = connect(sender, "websocket", "/chat", headers).await;
+    let resp = connect(sender, WS, "websocket", "/chat", headers).await;
     assert_eq!(resp.status(), 200, "the extended CONNECT was not accepted");
     let head = resp.headers().clone();
     let upgraded = hyper::upgrade::on(resp).await.unwrap();
@@ -266,7 +268,7 @@ async fn the_proxy_offers_extended_connect_in_its_h2_settings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_over_h2_is_tunnelled_to_an_http11_websocket_upstream() {
     let (w, upstream) = world(&[]).await;
-    let mut sender = h2(&w, &w.good).await;
+    let mut sender = h2(&w, WS, &w.good).await;
     let (mut ws, head) = open_ws(
         &mut sender,
         &[
@@ -333,9 +335,9 @@ async fn a_websocket_over_h2_is_tunnelled_to_an_http11_websocket_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_extended_connects_are_refused_and_a_down_upstream_is_502() {
     let (w, upstream) = world(&[]).await;
-    let mut sender = h2(&w, &w.good).await;
+    let mut sender = h2(&w, WS, &w.good).await;
     let before = upstream.connections();
-    let resp = connect(&mut sender, "connect-udp", "/chat", &[]).await;
+    let resp = connect(&mut sender, WS, "connect-udp", "/chat", &[]).await;
     assert_eq!(resp.status(), 501);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(
@@ -344,7 +346,7 @@ async fn other_extended_connects_are_refused_and_a_down_upstream_is_502() {
     );
     assert_eq!(upstream.connections(), before, "the upstream was reached");
 
-    let resp = connect(&mut sender, "websocket", "/down/chat", &[]).await;
+    let resp = connect(&mut sender, WS, "websocket", "/down/chat", &[]).await;
     assert_eq!(resp.status(), 502);
 
     let (mut ws, _) = open_ws(&mut sender, &[]).await;
@@ -352,12 +354,28 @@ async fn other_extended_connects_are_refused_and_a_down_upstream_is_502() {
     echo(&mut ws, Message::text("after the refusals")).await;
 }
 
+/// An upstream that answers 101 without having read the WebSocket
+/// handshake (no matching `Sec-WebSocket-Accept`: the standard world's
+/// echo server switches to anything) is not trusted with the tunnel: 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_101_without_the_websocket_accept_value_is_a_502() {
+    let w = World::start(&[]);
+    let mut sender = h2(&w, A, &w.good).await;
+    let resp = connect(&mut sender, A, "websocket", "/ws", &[]).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(w.upstream.hits(), 1, "the upstream did get the handshake");
+    assert!(
+        w.proxy
+            .wait_log(&["without the WebSocket's Sec-WebSocket-Accept"])
+    );
+}
+
 /// A tunnel is a request in flight: it outlives the idle timeout. And it
 /// is cut, like the HTTP/1.1 tunnel, when the client is revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_tunnel_outlives_the_idle_timeout_and_ends_when_its_client_is_revoked() {
     let (w, _upstream) = world(&["--idle-timeout-seconds", "1"]).await;
-    let mut sender = h2(&w, &w.other).await;
+    let mut sender = h2(&w, WS, &w.other).await;
     let (mut ws, _) = open_ws(&mut sender, &[]).await;
     assert_eq!(next(&mut ws).await, Message::text("hello from upstream"));
     tokio::time::sleep(Duration::from_millis(2500)).await;
