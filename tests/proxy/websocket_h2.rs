@@ -273,6 +273,7 @@ async fn a_websocket_over_h2_is_tunnelled_to_an_http11_websocket_upstream() {
         &mut sender,
         &[
             ("sec-websocket-protocol", "superchat, chat"),
+            ("sec-websocket-extensions", "x-bench-ext"),
             ("ssl-client-verify", "FORGED"),
         ],
     )
@@ -297,6 +298,8 @@ async fn a_websocket_over_h2_is_tunnelled_to_an_http11_websocket_upstream() {
     let h = &seen[0];
     assert_eq!(h["sec-websocket-version"], "13");
     assert_eq!(h["sec-websocket-protocol"], "superchat, chat");
+    assert_eq!(h["sec-websocket-extensions"], "x-bench-ext");
+    assert_eq!(h["upgrade"], "websocket");
     assert_eq!(h["host"], WS);
     assert!(h.contains_key("x-forwarded-client-cert"), "{h:?}");
     assert!(
