@@ -2,7 +2,12 @@
 # Compares the tlsward proxy with nginx, HAProxy and Envoy on mutual TLS, in
 # one run, on loopback only: the same PKI (made here with openssl), the same
 # plain-HTTP upstream (an nginx serving a fixed 100-byte body), oha as the
-# load generator with a client certificate.
+# load generator with a client certificate. Two modes use other backends:
+# tls-upstream re-encrypts to one HTTPS upstream (an nginx serving the same
+# body with a certificate from the run's PKI), and grpc-unary calls a tonic
+# gRPC backend through each peer with a Rust load client
+# (benches/proxy/grpc_bench.rs, the example grpc-bench), since ghz is not
+# available.
 #
 #   bash scripts/install-bench-tools.sh   # once: nginx, haproxy, envoy, oha
 #   bash scripts/bench-proxy.sh
@@ -12,7 +17,16 @@
 #   DURATION=3          seconds per oha run
 #   CONNECTIONS=32      oha connections (-c)
 #   PEERS="tlsward nginx haproxy envoy"
-#   MODES="http1 h2 newconn"
+#   MODES="http1 h2 newconn tls-upstream grpc-unary"
+#                       tls-upstream: keep-alive HTTP/1.1 to host tls.bench.local,
+#                       re-encrypted to the TLS upstream (tlsward: ingress-nginx's
+#                       backend-protocol HTTPS, proxy-ssl-secret, proxy-ssl-verify on);
+#                       grpc-unary: gRPC unary calls to grpc.bench.local over h2,
+#                       h2c to the gRPC backend (tlsward: backend-protocol GRPC)
+#   GRPC_BENCH_PROFILE=release  cargo profile the gRPC backend and load client
+#                       are built with (grpc-unary mode; dev: quicker to build,
+#                       slower to run: for a smoke run only)
+#   GRPC_BENCH_BIN=     use this grpc-bench binary instead of building one
 #   IDLE_CONNECTIONS=5000  idle mTLS connections for the memory test (0: skip it)
 #   MEMORY_PEERS="tlsward nginx"
 #   BASE_PORT=19400     upstream on BASE_PORT, peers on the next ports
@@ -47,7 +61,7 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-3}"
 CONNECTIONS="${CONNECTIONS:-32}"
 PEERS="${PEERS:-tlsward nginx haproxy envoy}"
-MODES="${MODES:-http1 h2 newconn}"
+MODES="${MODES:-http1 h2 newconn tls-upstream grpc-unary}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-5000}"
 MEMORY_PEERS="${MEMORY_PEERS:-tlsward nginx}"
 BASE_PORT="${BASE_PORT:-19400}"
@@ -58,6 +72,8 @@ TLSWARD_ARGS="${TLSWARD_ARGS---idle-timeout-seconds 300}"
 OUT_DIR="${OUT_DIR:-}"
 KEEP_WORK="${KEEP_WORK:-0}"
 QUIET_WAIT="${QUIET_WAIT:-0}"
+GRPC_BENCH_PROFILE="${GRPC_BENCH_PROFILE:-release}"
+GRPC_BENCH_BIN="${GRPC_BENCH_BIN:-}"
 
 die() {
   echo "bench-proxy: setup failed: $*" >&2
@@ -75,10 +91,11 @@ for p in $PEERS; do
   case "$p" in tlsward | nginx | haproxy | envoy) ;; *) die "unknown peer '$p' in PEERS" ;; esac
 done
 for m in $MODES; do
-  case "$m" in http1 | h2 | newconn) ;; *) die "unknown mode '$m' in MODES" ;; esac
+  case "$m" in http1 | h2 | newconn | tls-upstream | grpc-unary) ;; *) die "unknown mode '$m' in MODES" ;; esac
 done
 case "$RESUMPTION" in on | off) ;; *) die "RESUMPTION must be on or off, got '$RESUMPTION'" ;; esac
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+has_mode() { [[ " $MODES " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- ports --
 PORT_UPSTREAM=$BASE_PORT
@@ -88,6 +105,8 @@ PORT_ENVOY=$((BASE_PORT + 3))
 PORT_TLSWARD=$((BASE_PORT + 4))
 PORT_TLSWARD_HTTP=$((BASE_PORT + 5))
 PORT_TLSWARD_ADMIN=$((BASE_PORT + 6))
+PORT_TLS_UPSTREAM=$((BASE_PORT + 7))
+PORT_GRPC=$((BASE_PORT + 8))
 peer_port() {
   case "$1" in
     nginx) echo "$PORT_NGINX" ;;
@@ -126,6 +145,18 @@ if has_peer tlsward; then
   "$TLSWARD" proxy --help >/dev/null 2>&1 ||
     die "$TLSWARD has no 'proxy' subcommand yet (leave it out with PEERS='nginx haproxy envoy')"
 fi
+GRPC_BENCH=""
+if has_mode grpc-unary; then
+  if [ -n "$GRPC_BENCH_BIN" ]; then
+    GRPC_BENCH="$GRPC_BENCH_BIN"
+  else
+    log "building the gRPC backend and load client (cargo build --profile $GRPC_BENCH_PROFILE --example grpc-bench)"
+    cargo build --profile "$GRPC_BENCH_PROFILE" --example grpc-bench >&2 ||
+      die "cargo build --profile $GRPC_BENCH_PROFILE --example grpc-bench failed"
+    GRPC_BENCH="$ROOT/target/$([ "$GRPC_BENCH_PROFILE" = dev ] && echo debug || echo "$GRPC_BENCH_PROFILE")/examples/grpc-bench"
+  fi
+  [ -x "$GRPC_BENCH" ] || die "no gRPC load client at $GRPC_BENCH"
+fi
 
 # File descriptors: every idle connection costs the proxy one, plus its
 # upstream pool; the client raises its own soft limit.
@@ -136,7 +167,7 @@ if [ "$IDLE_CONNECTIONS" -gt 0 ] && [ "$NOFILE" -lt $((IDLE_CONNECTIONS + 1024))
   die "open-file limit $NOFILE is below IDLE_CONNECTIONS + 1024; lower IDLE_CONNECTIONS or raise the hard limit"
 fi
 
-for port in "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_HAPROXY" "$PORT_ENVOY" "$PORT_TLSWARD" "$PORT_TLSWARD_HTTP" "$PORT_TLSWARD_ADMIN"; do
+for port in "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_HAPROXY" "$PORT_ENVOY" "$PORT_TLSWARD" "$PORT_TLSWARD_HTTP" "$PORT_TLSWARD_ADMIN" "$PORT_TLS_UPSTREAM" "$PORT_GRPC"; do
   if [ -n "$(ss -Htln "sport = :$port")" ]; then
     die "port 127.0.0.1:$port is already in use (choose another BASE_PORT)"
   fi
@@ -215,7 +246,9 @@ make_pki() {
       -extfile "$PKI/$1.ext" -out "$PKI/$1.crt" 2>/dev/null
   }
   ca ca "/CN=tlsward bench server CA"
-  leaf server ca "/CN=bench.local" "DNS:bench.local,DNS:localhost,IP:127.0.0.1" serverAuth
+  leaf server ca "/CN=bench.local" "DNS:bench.local,DNS:tls.bench.local,DNS:grpc.bench.local,DNS:localhost,IP:127.0.0.1" serverAuth
+  # The TLS upstream's: every peer verifies this name (tls-upstream mode).
+  leaf upstream ca "/CN=upstream.bench.local" "DNS:upstream.bench.local" serverAuth
   ca client-ca "/CN=tlsward bench client CA"
   leaf client client-ca "/CN=client.clients.bench.local" "DNS:client.clients.bench.local" clientAuth
   # An empty CRL from the client CA: every peer must load and check it.
@@ -262,10 +295,20 @@ start_upstream() {
     UPSTREAM_WORKERS="${UPSTREAM_WORKERS:-1}" BODY="$BODY"
 }
 
+start_tls_upstream() {
+  nginx_start upstream-tls upstream-tls-nginx.conf.tmpl "$PORT_TLS_UPSTREAM" \
+    UPSTREAM_WORKERS="${UPSTREAM_WORKERS:-1}" BODY="$BODY"
+}
+
+start_grpc_backend() {
+  start grpc-backend "$GRPC_BENCH" serve --listen "127.0.0.1:$PORT_GRPC" --threads "${UPSTREAM_WORKERS:-1}"
+}
+
 start_nginx() {
   local worker_connections=$((IDLE_CONNECTIONS + 1024))
   [ "$worker_connections" -lt 4096 ] && worker_connections=4096
   nginx_start nginx nginx.conf.tmpl "$PORT_NGINX" UPSTREAM_PORT="$PORT_UPSTREAM" \
+    TLS_UPSTREAM_PORT="$PORT_TLS_UPSTREAM" GRPC_PORT="$PORT_GRPC" \
     WORKER_CONNECTIONS="$worker_connections" LISTEN_HTTP2="$NGINX_LISTEN_HTTP2" \
     HTTP2_DIRECTIVE="$NGINX_HTTP2_DIRECTIVE" \
     SESSION_TICKETS="$([ "$RESUMPTION" = on ] && echo on || echo off)" \
@@ -277,6 +320,7 @@ start_haproxy() {
   mkdir -p "$dir"
   python3 "$BENCH/render.py" "$BENCH/haproxy.cfg.tmpl" "$dir/haproxy.cfg" DIR="$dir" \
     PORT="$PORT_HAPROXY" UPSTREAM_PORT="$PORT_UPSTREAM" PKI="$PKI" \
+    TLS_UPSTREAM_PORT="$PORT_TLS_UPSTREAM" GRPC_PORT="$PORT_GRPC" \
     THREADS="$(nproc)" MAXCONN=$((NOFILE / 2 - 100)) \
     NO_TLS_TICKETS="$([ "$RESUMPTION" = on ] || echo ' no-tls-tickets')" \
     CACHE_SIZE="$([ "$RESUMPTION" = on ] && echo 20000 || echo 0)" || die "rendering haproxy.cfg"
@@ -293,6 +337,7 @@ start_envoy() {
   mkdir -p "$dir"
   python3 "$BENCH/render.py" "$BENCH/envoy.yaml.tmpl" "$dir/envoy.yaml" \
     PORT="$PORT_ENVOY" UPSTREAM_PORT="$PORT_UPSTREAM" PKI="$PKI" \
+    TLS_UPSTREAM_PORT="$PORT_TLS_UPSTREAM" GRPC_PORT="$PORT_GRPC" \
     DISABLE_RESUMPTION="$([ "$RESUMPTION" = on ] && echo false || echo true)" || die "rendering envoy.yaml"
   "$ENVOY" --mode validate -c "$dir/envoy.yaml" -l warn >"$WORK/logs/envoy-check.log" 2>&1 ||
     {
@@ -307,6 +352,7 @@ start_tlsward() {
   mkdir -p "$dir"
   python3 "$BENCH/render.py" "$BENCH/tlsward-manifests.yaml.tmpl" "$dir/bench.yaml" \
     UPSTREAM_PORT="$PORT_UPSTREAM" SERVER_CRT@="$PKI/server.crt" SERVER_KEY@="$PKI/server.key" \
+    TLS_UPSTREAM_PORT="$PORT_TLS_UPSTREAM" GRPC_PORT="$PORT_GRPC" SERVER_CA_CRT@="$PKI/ca.crt" \
     CLIENT_CA_CRT@="$PKI/client-ca.crt" CLIENT_CA_CRL@="$PKI/client-ca.crl" ||
     die "rendering the tlsward manifests"
   local extra=()
@@ -325,6 +371,48 @@ curl_peer() { # curl_peer PORT EXTRA... -> "<code> <http version>"
   shift
   curl -sS -o /dev/null -w '%{http_code} %{http_version}' --max-time 5 \
     --resolve "bench.local:$port:127.0.0.1" "$@" "https://bench.local:$port/" 2>/dev/null || true
+}
+
+# grpc_call PORT: one unary call to grpc.bench.local through the peer on PORT.
+grpc_call() {
+  "$GRPC_BENCH" load --host grpc.bench.local --connect "127.0.0.1:$1" --cacert "$PKI/ca.crt" \
+    --cert "$PKI/client.crt" --key "$PKI/client.key" -c 1 --calls 1 --threads 1
+}
+
+# tls_body PORT: the size of the body the peer on PORT serves for tls.bench.local.
+tls_body() {
+  curl -sS --max-time 5 --resolve "tls.bench.local:$1:127.0.0.1" "${CURL_TLS[@]}" --http1.1 \
+    -o - -w '' "https://tls.bench.local:$1/" 2>/dev/null | wc -c || true
+}
+
+# wait_ready_modes NAME PORT: the peer serves the tls-upstream and
+# grpc-unary hosts, when those modes run.
+wait_ready_modes() {
+  local name=$1 port=$2 got="" out=""
+  if has_mode tls-upstream; then
+    for _ in $(seq 50); do
+      got="$(tls_body "$port")"
+      [ "$got" = 100 ] && break
+      sleep 0.2
+    done
+    [ "$got" = 100 ] || {
+      show_log "$name"
+      die "$name did not serve the TLS upstream's 100-byte body on tls.bench.local (got $got bytes);" \
+        "tlsward needs ingress-nginx's backend-protocol HTTPS and proxy-ssl-* (or leave tls-upstream out of MODES)"
+    }
+  fi
+  if has_mode grpc-unary; then
+    for _ in $(seq 50); do
+      out="$(grpc_call "$port" 2>&1)" && break
+      out="${out:-no output}"
+      sleep 0.2
+    done
+    grpc_call "$port" >/dev/null 2>&1 || {
+      show_log "$name"
+      die "$name did not pass a gRPC unary call to grpc.bench.local ($(echo "$out" | tail -c 300));" \
+        "tlsward needs ingress-nginx's backend-protocol GRPC (or leave grpc-unary out of MODES)"
+    }
+  fi
 }
 
 wait_ready() { # wait_ready NAME PORT
@@ -380,6 +468,24 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ "$(curl -s "http://127.0.0.1:$PORT_UPSTREAM/" | wc -c)" = 100 ] || die "the upstream does not serve its 100-byte body"
+if has_mode tls-upstream; then
+  start_tls_upstream
+  got=""
+  for _ in $(seq 100); do
+    got="$(curl -s --max-time 2 --cacert "$PKI/ca.crt" --resolve "upstream.bench.local:$PORT_TLS_UPSTREAM:127.0.0.1" \
+      "https://upstream.bench.local:$PORT_TLS_UPSTREAM/" 2>/dev/null | wc -c || true)"
+    [ "$got" = 100 ] && break
+    kill -0 "${PID[upstream-tls]}" 2>/dev/null || {
+      show_log upstream-tls
+      die "the TLS upstream nginx exited during startup"
+    }
+    sleep 0.1
+  done
+  [ "$got" = 100 ] || die "the TLS upstream does not serve its 100-byte body over HTTPS"
+fi
+if has_mode grpc-unary; then
+  start_grpc_backend
+fi
 
 declare -A RESUMED=()
 : >"$RESULTS/resumption.tsv"
@@ -388,6 +494,7 @@ for peer in $PEERS; do
 done
 for peer in $PEERS; do
   wait_ready "$peer" "$(peer_port "$peer")"
+  wait_ready_modes "$peer" "$(peer_port "$peer")"
   RESUMED[$peer]="$(resumption "$peer" "$(peer_port "$peer")")"
   echo "$peer ${RESUMED[$peer]}" >>"$RESULTS/resumption.tsv"
   log "$peer ready on 127.0.0.1:$(peer_port "$peer") (mTLS required, h2 and http/1.1 by ALPN; a client that offers its last session gets: ${RESUMED[$peer]})"
@@ -531,14 +638,25 @@ run_oha() { # run_oha MODE ROUND PEER
     http1) flags=(--http-version 1.1) ;;
     h2) flags=(--http2) ;;
     newconn) flags=(--http-version 1.1 --disable-keepalive) ;;
+    tls-upstream) flags=(--http-version 1.1) ;;
   esac
-  local sample0 own0 reaped0 foreign
+  local host=bench.local
+  [ "$mode" = tls-upstream ] && host=tls.bench.local
+  local sample0 own0 reaped0 foreign="" load=()
+  if [ "$mode" = grpc-unary ]; then
+    # The same shape of load as oha's: CONNECTIONS h2 connections, one call
+    # at a time each; the client prints oha's JSON keys.
+    load=("$GRPC_BENCH" load --host grpc.bench.local --connect "127.0.0.1:$port"
+      --cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key"
+      -c "$CONNECTIONS" -z "$DURATION")
+  else
+    # The URL names the host (SNI, Host); --connect-to sends it to loopback.
+    load=("$OHA" --no-tui --output-format json -z "${DURATION}s"
+      -c "$CONNECTIONS" -t 10s "${OHA_TLS[@]}" "${flags[@]}"
+      --connect-to "$host:$port:127.0.0.1:$port" "https://$host:$port/")
+  fi
   sample0="$(cpu_sample)" own0="$(own_ticks)" reaped0="$(reaped_ticks)"
-  # The URL names bench.local (SNI, Host); --connect-to sends it to loopback.
-  if timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -z "${DURATION}s" \
-    -c "$CONNECTIONS" -t 10s "${OHA_TLS[@]}" "${flags[@]}" \
-    --connect-to "bench.local:$port:127.0.0.1:$port" "https://bench.local:$port/" \
-    >"$json" 2>"$RESULTS/$mode-round$round-$peer.err"; then
+  if timeout $((DURATION + 60)) "${load[@]}" >"$json" 2>"$RESULTS/$mode-round$round-$peer.err"; then
     foreign="$(foreign_percent "$sample0" "$(cpu_sample)" $(($(own_ticks) - own0 + $(reaped_ticks) - reaped0)))"
   fi
   if [ -n "$foreign" ] && python3 "$BENCH/report.py" extract "$json" >"$json.line" 2>/dev/null; then
@@ -567,6 +685,9 @@ done
 {
   echo "tlsward proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1))"
   echo "load: oha $("$OHA" --version | awk '{print $2}'), $CONNECTIONS connections, $ROUNDS rounds x ${DURATION}s per mode and peer, round-robin order"
+  if has_mode grpc-unary; then
+    echo "grpc-unary load: benches/proxy/grpc_bench.rs ($GRPC_BENCH), $CONNECTIONS h2 connections with one call at a time each; 10-byte requests, 100-byte answers"
+  fi
   echo "peers: $(for p in $PEERS; do
     case $p in
       nginx) printf 'nginx %s; ' "$(nginx -v 2>&1 | sed 's|.*/||')" ;;

@@ -19,6 +19,8 @@ MODES = {
     "http1": "keep-alive HTTP/1.1",
     "h2": "h2 (ALPN, keep-alive)",
     "newconn": "new mTLS connections (HTTP/1.1, no keep-alive: one handshake per request)",
+    "tls-upstream": "keep-alive HTTP/1.1, re-encrypted to a TLS upstream (verified, upstream.bench.local)",
+    "grpc-unary": "gRPC unary calls (h2 with a client certificate; h2c to a tonic backend; req/s = calls/s)",
 }
 PEER_ORDER = ["tlsward", "nginx", "haproxy", "envoy"]
 # oha counts the requests still in flight when -z runs out as errors of

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper::body::Body;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
@@ -31,6 +32,67 @@ pub async fn serve<S, F, Fut, B>(
     limits: &ConnLimits,
     activity: Arc<Activity>,
     service: F,
+    shutdown: watch::Receiver<bool>,
+) -> Option<CloseReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<hyper::Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_h2(stream, limits, false, activity, service, shutdown).await
+}
+
+/// [`serve`], offering `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441), so
+/// that clients may open WebSockets with an extended CONNECT; the service
+/// answers those, and tunnels an accepted one with [`tunnel`].
+pub async fn serve_with_websockets<S, F, Fut, B>(
+    stream: S,
+    limits: &ConnLimits,
+    activity: Arc<Activity>,
+    service: F,
+    shutdown: watch::Receiver<bool>,
+) -> Option<CloseReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<hyper::Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_h2(stream, limits, true, activity, service, shutdown).await
+}
+
+/// Copies bytes both ways between an h2 stream whose extended CONNECT was
+/// answered 2xx (`client`) and the upstream side of a `101` (`upstream`),
+/// until either side closes or a close of the connection is asked for (a
+/// revoked client), as the HTTP/1.1 tunnel does. The tunnel counts as a
+/// request in flight while it is open, so the connection is not idle and a
+/// drain waits for it.
+pub async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, activity: Arc<Activity>) {
+    let _in_flight = activity.start();
+    let copy = async {
+        let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else {
+            return;
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    };
+    tokio::select! {
+        () = copy => {}
+        _ = activity.close_asked() => {}
+    }
+}
+
+async fn serve_h2<S, F, Fut, B>(
+    stream: S,
+    limits: &ConnLimits,
+    extended_connect: bool,
+    activity: Arc<Activity>,
+    service: F,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<CloseReason>
 where
@@ -45,6 +107,9 @@ where
     builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    if extended_connect {
+        builder.enable_connect_protocol();
+    }
     if let Some(ka) = limits.h2_keep_alive {
         builder
             .keep_alive_interval(ka.interval)

@@ -203,6 +203,9 @@ pub struct Activity {
     close: AtomicU8,
     /// Wakes the driver: a close was asked for, or a head began (h2).
     wake: Notify,
+    /// Wakes every h2 WebSocket tunnel when a close is asked for: `wake`
+    /// wakes one waiter, and that one is the driver.
+    tunnels: Notify,
     /// HTTP/1.1: the upstream side of an accepted upgrade, to tunnel.
     upgrade: Mutex<Option<OnUpgrade>>,
 }
@@ -217,6 +220,7 @@ impl Default for Activity {
             head_since: AtomicU64::new(0),
             close: AtomicU8::new(0),
             wake: Notify::new(),
+            tunnels: Notify::new(),
             upgrade: Mutex::new(None),
         }
     }
@@ -262,6 +266,21 @@ impl Activity {
             .close
             .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire);
         self.wake.notify_one();
+        self.tunnels.notify_waiters();
+    }
+
+    /// Resolves once a close is asked for; any number of tunnels may wait.
+    async fn close_asked(&self) -> CloseReason {
+        loop {
+            // Registered before the check, so a close in between still wakes.
+            let notified = self.tunnels.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self.close_requested() {
+                return r;
+            }
+            notified.await;
+        }
     }
 
     fn close_requested(&self) -> Option<CloseReason> {

@@ -35,6 +35,8 @@ use crate::telemetry::HandshakeLabels::{self, Failure};
 use crate::telemetry::{HostCodeLabels, ProxyMetrics, UpstreamLabels};
 use crate::tls::{ClientVerdict, HandshakeFailure};
 
+mod websocket;
+
 /// Response bodies: streamed from upstream or made here.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -449,7 +451,7 @@ async fn serve_connection(
             // Boxed, so that the idle HTTP/1.1 connection's task (the
             // common case, and what the memory figures measure) is not
             // sized for h2's.
-            Box::pin(crate::conn::h2::serve(
+            Box::pin(crate::conn::h2::serve_with_websockets(
                 tls,
                 &limits.conn,
                 activity,
@@ -714,6 +716,7 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
             backend,
             upgrade,
             grpc,
+            websocket,
         } => {
             let via = &*backend.via;
             let outcome = (via.body_size.is_some() || via.send_timeout.is_some())
@@ -735,7 +738,11 @@ async fn handle(req: Request<Incoming>, conn: &Connection, shared: &Shared) -> R
                 grpc,
                 outcome: outcome.as_deref(),
             };
-            (upstream_answer(sent, &answer, conn, shared), Some(addr))
+            let resp = match websocket {
+                Some(ws) => ws.answer(sent, &answer, conn, shared),
+                None => upstream_answer(sent, &answer, conn, shared),
+            };
+            (resp, Some(addr))
         }
     };
     for c in set_cookies {
@@ -803,6 +810,8 @@ enum Routed<'s> {
         upgrade: bool,
         /// A gRPC call: proxy-side errors are answered with a gRPC status.
         grpc: bool,
+        /// An h2 extended CONNECT for a WebSocket, sent on as an upgrade.
+        websocket: Option<Box<websocket::H2WebSocket>>,
     },
 }
 
@@ -856,6 +865,10 @@ fn route<'s>(
     if let Some(resp) = nginx_refusal(req.uri().path(), target, conn) {
         return Routed::Answer(resp);
     }
+    let websocket = match websocket::H2WebSocket::from_connect(&mut req) {
+        Ok(ws) => ws,
+        Err(refused) => return Routed::Answer(*refused),
+    };
     let Some(backend) = target.routes.lookup(req.uri().path()) else {
         return Routed::Answer(text(
             StatusCode::NOT_FOUND,
@@ -907,7 +920,16 @@ fn route<'s>(
         *req.version_mut() = hyper::Version::HTTP_11;
     }
     // An HTTP/1.1 upgrade (websocket) keeps its Upgrade header end to end.
-    let upgrade = !h2 && wants_upgrade(req.headers());
+    if websocket.is_some() && h2 {
+        return Routed::Answer(text(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "WebSockets to the h2 backend {} are not supported\n",
+                backend.name
+            ),
+        ));
+    }
+    let upgrade = !h2 && (websocket.is_some() || wants_upgrade(req.headers()));
     let te_trailers = req
         .headers()
         .get_all(header::TE)
@@ -948,6 +970,7 @@ fn route<'s>(
         backend,
         upgrade,
         grpc,
+        websocket,
     }
 }
 

@@ -20,3 +20,4 @@ mod routing;
 mod scanners;
 mod shutdown;
 mod tls_verification;
+mod websocket_h2;
