@@ -13,6 +13,10 @@
 //! with prior knowledge (h2c), as ingress-nginx's `backend-protocol: GRPC`
 //! does; each of the client's `-c` connections makes one call at a time.
 
+#[path = "../../tests/common/grpc_raw.rs"]
+mod grpc_raw;
+use grpc_raw::Raw;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -32,7 +36,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -133,42 +136,6 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(threads.max(1))
         .enable_all()
         .build()
-}
-
-// ------------------------------------------------------------------ codec --
-
-/// Raw bytes as the message.
-#[derive(Clone, Copy, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
 }
 
 // ---------------------------------------------------------------- backend --

@@ -5,6 +5,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/grpc_raw.rs"]
+mod grpc_raw;
 mod support;
 
 mod backends;
