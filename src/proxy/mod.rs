@@ -16,6 +16,7 @@ pub mod routes;
 pub mod server;
 pub mod snapshot;
 pub mod status;
+pub mod upgrades;
 mod upstream;
 pub mod world;
 

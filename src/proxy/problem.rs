@@ -92,6 +92,10 @@ pub enum Issue {
     /// without what it asks for.
     #[error("{0}; served without Strict-Transport-Security")]
     InvalidHsts(super::hsts::HstsError),
+    /// A `tlsward.io/upgrades` value the proxy cannot use; the Ingress's
+    /// hosts tunnel only WebSockets.
+    #[error("{0}; only WebSocket upgrades are tunnelled")]
+    InvalidUpgrades(super::upgrades::UpgradesError),
     /// An ingress-nginx annotation that does not carry over as written
     /// (`ssl-redirect`, `force-ssl-redirect`); the hosts are served
     /// without it.

@@ -634,12 +634,14 @@ fn remove_headers(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     }
 }
 
-/// `Connection: upgrade` with `Upgrade: websocket` (HTTP/1.1 only). Other
-/// protocols (`h2c`, anything unknown) are not tunnelled: after a 101 the
-/// client's bytes would reach the upstream raw, past the Host, identity and
-/// forwarding headers set here. Their `Upgrade` is dropped as hop-by-hop,
-/// so the request goes on as an ordinary one.
-fn wants_upgrade(h: &HeaderMap) -> bool {
+/// The protocol to ask the upstream for: `Connection: upgrade` with an
+/// `Upgrade` naming `websocket` or a protocol the host's Ingress opts into
+/// (`tlsward.io/upgrades`; HTTP/1.1 only). Other protocols (`h2c`, anything
+/// unknown) are not tunnelled: after a 101 the client's bytes would reach
+/// the upstream raw, past the Host, identity and forwarding headers set
+/// here. Their `Upgrade` is dropped as hop-by-hop, so the request goes on
+/// as an ordinary one.
+fn wants_upgrade(h: &HeaderMap, opted_in: &[String]) -> Option<HeaderValue> {
     let tokens = |name| {
         h.get_all(name)
             .iter()
@@ -647,8 +649,21 @@ fn wants_upgrade(h: &HeaderMap) -> bool {
             .flat_map(|v| v.split(','))
             .map(str::trim)
     };
-    tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
-        && tokens(header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
+    if !tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade")) {
+        return None;
+    }
+    // The first protocol offered that the host tunnels (RFC 9110 section
+    // 7.8: the client lists them in its order of preference).
+    tokens(header::UPGRADE).find_map(|t| {
+        if t.eq_ignore_ascii_case("websocket") {
+            Some(HeaderValue::from_static("websocket"))
+        } else {
+            opted_in
+                .iter()
+                .find(|p| p.eq_ignore_ascii_case(t))
+                .and_then(|p| HeaderValue::from_str(p).ok())
+        }
+    })
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -929,7 +944,12 @@ fn route<'s>(
             ),
         ));
     }
-    let upgrade = !h2 && (websocket.is_some() || wants_upgrade(req.headers()));
+    let protocol = if websocket.is_some() {
+        Some(HeaderValue::from_static("websocket"))
+    } else {
+        wants_upgrade(req.headers(), &target.upgrades)
+    };
+    let upgrade = !h2 && protocol.is_some();
     let te_trailers = req
         .headers()
         .get_all(header::TE)
@@ -941,9 +961,9 @@ fn route<'s>(
     if h2 && (te_trailers || grpc) {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if upgrade {
+    if let Some(protocol) = protocol.filter(|_| upgrade) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::UPGRADE, protocol);
     }
     remove_headers(headers, is_edge_header);
     if let Ok(v) = HeaderValue::from_str(host) {

@@ -126,6 +126,9 @@ pub struct HostEntry {
     /// `Strict-Transport-Security` for the host's responses, when its
     /// Ingress asks for it (`tlsward.io/hsts`).
     pub hsts: Option<HeaderValue>,
+    /// HTTP/1.1 upgrade protocols tunnelled besides `websocket`
+    /// (`tlsward.io/upgrades`).
+    pub upgrades: Arc<[String]>,
     /// Token and login checks of the bound policy, if it sets any.
     pub auth: Option<Arc<HostAuth>>,
     /// The implicit client-auth policy of the Ingress's ingress-nginx
@@ -347,6 +350,9 @@ impl<'a> Index<'a> {
 struct Draft {
     /// `Strict-Transport-Security` from the first Ingress's annotation.
     hsts: Option<HeaderValue>,
+    /// Upgrade protocols beyond WebSocket, from the first Ingress's
+    /// annotation.
+    upgrades: Arc<[String]>,
     ingress: String,
     namespace: String,
     secret: String,
@@ -411,6 +417,19 @@ fn add_ingress(
             None
         }),
     };
+    let upgrades: Arc<[String]> = match ing.annotations().get(super::upgrades::UPGRADES_ANNOTATION)
+    {
+        None => Arc::from([]),
+        Some(v) => super::upgrades::parse(v)
+            .map(Arc::from)
+            .unwrap_or_else(|e| {
+                problems.push(Problem {
+                    object: object.clone(),
+                    issue: Issue::InvalidUpgrades(e),
+                });
+                Arc::from([])
+            }),
+    };
     let (nginx, nginx_key) = nginx_annotations(ing, &ns, policy.as_deref(), &object, problems);
     let (upstream, issues) = IngressUpstream::new(ing.annotations(), &ns, &id, |name| {
         idx.secrets.get(&(ns.as_str(), name))?.data.as_ref()
@@ -455,6 +474,7 @@ fn add_ingress(
         };
         let draft = drafts.entry(host.clone()).or_insert_with(|| Draft {
             hsts: hsts.clone(),
+            upgrades: upgrades.clone(),
             ingress: id.clone(),
             namespace: ns.clone(),
             secret: secret.clone(),
@@ -1006,6 +1026,7 @@ fn build_host(
         tls: config,
         verifier,
         hsts: d.hsts,
+        upgrades: d.upgrades,
         routes: d.routes,
         auth: policy.as_ref().and_then(|p| p.auth.clone()),
         nginx: nginx.map(|(ca, _)| ca),

@@ -159,6 +159,73 @@ async fn h2c_and_unknown_upgrades_are_not_tunnelled() {
     );
 }
 
+/// `tlsward.io/upgrades` opts an Ingress into tunnelling more protocols than
+/// WebSocket; other hosts still refuse them, and `h2c` can never be opted
+/// into (a problem, and the host tunnels only WebSockets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_opts_into_more_upgrade_protocols() {
+    let w = World::start(&[]);
+    let root: &[(&str, &str, &str)] = &[("Prefix", "/", "echo")];
+    let with_upgrades = |name: &str, host: &'static str, value: &str| {
+        let mut ing = ingress(name, None, "wild-tls", &[Rule { host, paths: root }]);
+        ing["metadata"]["annotations"] = json!({"tlsward.io/upgrades": value});
+        ing
+    };
+    write_json(
+        w.config.path(),
+        "upgrades.json",
+        &[
+            with_upgrades("tunnel", "tunnel.wild.example.test", "Foo, bar/2"),
+            with_upgrades("smuggle", "smuggle.wild.example.test", "h2c, foo"),
+        ],
+    );
+    w.proxy
+        .wait_metric("tlsward_proxy_config_problems", &[], |v| v == 1.0);
+    assert!(
+        w.proxy.wait_log(&[
+            "Ingress default/smuggle",
+            "h2c is never tunnelled",
+            "only WebSocket upgrades are tunnelled"
+        ]),
+        "{}",
+        w.proxy.log()
+    );
+    let cfg = w.cfg(None, b"http/1.1");
+    let ask = |host: &'static str, protocol: &'static str| {
+        let cfg = cfg.clone();
+        let port = w.proxy.https;
+        async move {
+            upgrade(port, host, cfg, "/up", None, &[("upgrade", protocol)])
+                .await
+                .unwrap()
+        }
+    };
+    // Opted in: tunnelled, whatever the case, and the upstream is asked for
+    // the protocol the client named.
+    for protocol in ["foo", "BAR/2"] {
+        let (status, tunnel, body) = ask("tunnel.wild.example.test", protocol).await;
+        assert_eq!(status, 101, "{protocol}: {body}");
+        assert_eq!(
+            tunnel_echo(&mut tunnel.unwrap(), b"raw").await.unwrap(),
+            b"raw"
+        );
+    }
+    // Not opted into: an ordinary request, without its Upgrade header.
+    for (host, protocol) in [
+        ("tunnel.wild.example.test", "baz"),
+        ("tunnel.wild.example.test", "h2c"),
+        ("smuggle.wild.example.test", "foo"),
+        ("smuggle.wild.example.test", "h2c"),
+        (OPEN, "foo"),
+    ] {
+        let (status, tunnel, body) = ask(host, protocol).await;
+        assert_eq!(status, 200, "{host} {protocol}: {body}");
+        assert!(tunnel.is_none());
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(echoed(&body, "upgrade").is_empty(), "{host}: {body}");
+    }
+}
+
 /// The plain-HTTP port redirects only hosts the proxy serves, and builds
 /// `Location` only from a valid host: no `https://x@evil.net/`, no
 /// `https:///p`.
