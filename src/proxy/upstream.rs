@@ -367,30 +367,28 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     match stream {
-        Stream::Tcp(tcp) => {
-            let (sender, conn) = http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(UpstreamError::Http)?;
-            // With upgrades, a 101 hands the stream over (WebSockets).
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    debug!(upstream = %addr, error = %e, "upstream connection ended");
-                }
-            });
-            Ok(sender)
-        }
-        Stream::Tls(tls) => {
-            let (sender, conn) = http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(UpstreamError::Http)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    debug!(upstream = %addr, error = %e, "upstream connection ended");
-                }
-            });
-            Ok(sender)
-        }
+        Stream::Tcp(tcp) => h1_over(tcp, addr).await,
+        Stream::Tls(tls) => h1_over(tls, addr).await,
     }
+}
+
+async fn h1_over<IO, B>(io: IO, addr: SocketAddr) -> Result<http1::SendRequest<B>, UpstreamError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Http)?;
+    // With upgrades, a 101 hands the stream over (WebSockets).
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(upstream = %addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 async fn handshake_h2<B>(
@@ -402,38 +400,33 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
+    match stream {
+        Stream::Tcp(tcp) => h2_over(tcp, addr).await,
+        Stream::Tls(tls) => h2_over(tls, addr).await,
+    }
+}
+
+async fn h2_over<IO, B>(io: IO, addr: SocketAddr) -> Result<http2::SendRequest<B>, UpstreamError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         // Notices a backend that vanished without closing.
         .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    match stream {
-        Stream::Tcp(tcp) => {
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(tcp))
-                .await
-                .map_err(UpstreamError::Http)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
-                }
-            });
-            Ok(sender)
+        .keep_alive_timeout(Duration::from_secs(10))
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
         }
-        Stream::Tls(tls) => {
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(tls))
-                .await
-                .map_err(UpstreamError::Http)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
-                }
-            });
-            Ok(sender)
-        }
-    }
+    });
+    Ok(sender)
 }
 
 impl<B> Upstream<B> {
